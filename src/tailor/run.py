@@ -1,0 +1,263 @@
+"""Stage ordering, caching by content hash, and the run directory.
+
+A run lives in `<runs-dir>/<spec name>/<run id>/`. Each stage writes one folder there, atomically,
+ending with a marker that records the hash of its inputs (its spec sections and its upstream
+stages' outputs) and of its outputs. A finished run is never changed: running the same spec again
+either finds every stage up to date (and does nothing), or starts a new run that reuses, by hard
+link, every earlier stage whose inputs are unchanged. An unfinished run (crashed, failed, or
+stopped with --until) of the same spec is continued in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from tailor import __version__
+from tailor.artifacts import (MARKER, atomic_dir, atomic_write_json, atomic_write_text, hash_json, hash_tree,
+                              link_tree, recover_dir, sha256_file)
+from tailor.errors import TailorError
+from tailor.spec import Spec, dump_spec
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    upstream: tuple[str, ...]
+    sections: Callable[[Spec], dict]           # the parts of the spec this stage reads
+    run: Callable[[Spec, Path, Path, object], dict]  # (spec, run_dir, out_dir, progress) -> summary
+
+
+def _data_files(spec: Spec) -> dict:
+    from tailor.data.sources.files import expand
+
+    return {str(p): sha256_file(p) for i, s in enumerate(spec.data.sources) for p in expand(s, f"data.sources[{i}]")}
+
+
+def _stage_data(spec, run_dir, out, progress):
+    from tailor.data import run_data
+    return run_data(spec, out, progress)
+
+
+def _stage_tokenizer(spec, run_dir, out, progress):
+    from tailor.tokenizer import run_tokenizer
+    return run_tokenizer(spec, run_dir / "data", out)
+
+
+def _stage_model(spec, run_dir, out, progress):
+    from tailor.models import run_model
+    return run_model(spec, run_dir / "data", run_dir / "tokenizer", out)
+
+
+def _stage_train(spec, run_dir, out, progress):
+    from tailor.train import run_train
+    return run_train(spec, run_dir / "data", run_dir / "tokenizer", run_dir / "model", out, progress)
+
+
+def _stage_evaluate(spec, run_dir, out, progress):
+    from tailor.evaluate import run_evaluate
+    return run_evaluate(spec, run_dir / "data", run_dir / "train", out, progress)
+
+
+def _stage_report(spec, run_dir, out, progress):
+    from tailor.evaluate.report import run_report
+    return run_report(spec, run_dir, out)
+
+
+def _dump(*models) -> list:
+    return [m.model_dump(mode="json") if hasattr(m, "model_dump") else m for m in models]
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("data", (), lambda s: {"data": _dump(s.data), "files": _data_files(s)}, _stage_data),
+    Stage("tokenizer", ("data",), lambda s: {"spec": _dump(s.tokenizer, s.data.fields,
+                                                           s.model.base if s.tokenizer.type == "pretrained" else None)},
+          _stage_tokenizer),
+    Stage("model", ("data", "tokenizer"), lambda s: {"spec": _dump(s.model, s.data.fields)}, _stage_model),
+    Stage("train", ("data", "tokenizer", "model"),
+          lambda s: {"spec": _dump(s.name, s.train, s.problem.constraints, s.data.fields)}, _stage_train),
+    Stage("evaluate", ("data", "train"),
+          lambda s: {"spec": _dump(s.evaluate, s.problem.output, s.problem.targets, s.data.fields, s.train.batch_size)},
+          _stage_evaluate),
+    Stage("report", ("data", "tokenizer", "model", "train", "evaluate"), lambda s: {"spec": _dump(s)}, _stage_report),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def spec_hash(spec: Spec) -> str:
+    return hash_json(spec.model_dump(mode="json"))[:16]
+
+
+def read_marker(folder: Path) -> dict | None:
+    path = folder / MARKER
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def read_run(run_dir: Path) -> dict:
+    path = run_dir / "run.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _runs_of(project: Path) -> list[Path]:
+    """Run folders of one spec name, oldest first."""
+    return sorted(p for p in project.iterdir() if p.is_dir() and (p / "run.json").is_file()) if project.is_dir() else []
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run; a second `tailor run` on it stops with a clear message."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TailorError(f"{run_dir}: another tailor process is working on this run") from None
+        yield
+
+
+class Pipeline:
+    """Plans and runs the stages of one spec."""
+
+    def __init__(self, spec: Spec, runs_dir: Path, console: Console | None = None):
+        self.spec, self.console = spec, console or Console(stderr=True)
+        self.project = Path(runs_dir) / spec.name
+        self.spec_hash = spec_hash(spec)
+        self._inputs_cache: dict[str, dict] = {}
+
+    def input_hash(self, stage: Stage, outputs: dict[str, str]) -> str:
+        if stage.name not in self._inputs_cache:
+            self._inputs_cache[stage.name] = stage.sections(self.spec)
+        return hash_json({"stage": stage.name, "version": __version__, "inputs": self._inputs_cache[stage.name],
+                          "upstream": {u: outputs[u] for u in stage.upstream}})
+
+    def up_to_date(self, run_dir: Path, stages: tuple[Stage, ...]) -> bool:
+        """Whether every stage in `stages` is finished in run_dir with today's inputs."""
+        outputs: dict[str, str] = {}
+        for stage in stages:
+            marker = read_marker(run_dir / stage.name)
+            if not marker or marker["input_hash"] != self.input_hash(stage, outputs):
+                return False
+            outputs[stage.name] = marker["output_hash"]
+        return True
+
+    def choose_run_dir(self, stages: tuple[Stage, ...], force: bool) -> Path:
+        """The latest run when it is unfinished or already up to date for this spec; else a new one."""
+        runs = _runs_of(self.project)
+        if runs:
+            latest = runs[-1]
+            info = read_run(latest)
+            if info.get("spec_hash") == self.spec_hash and (info.get("status") != "complete" or
+                                                           (not force and self.up_to_date(latest, stages))):
+                return latest
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = self.project / f"{stamp}-{self.spec_hash[:6]}"
+        n = 1
+        while run_dir.exists():
+            n += 1
+            run_dir = self.project / f"{stamp}-{self.spec_hash[:6]}-{n}"
+        return run_dir
+
+    def find_cached(self, stage: Stage, input_hash: str, exclude: Path) -> Path | None:
+        """A finished folder of this stage, in any run of this spec name, made from the same inputs."""
+        for run in reversed(_runs_of(self.project)):
+            marker = read_marker(run / stage.name)
+            if run != exclude and marker and marker["input_hash"] == input_hash:
+                return run / stage.name
+        return None
+
+    def run(self, until: str | None = None, start_from: str | None = None, progress=None) -> Path:
+        """Run the stages in order; return the run directory."""
+        last = STAGE_NAMES.index(until) if until else len(STAGES) - 1
+        first_forced = STAGE_NAMES.index(start_from) if start_from else None
+        if first_forced is not None and first_forced > last:
+            raise TailorError(f"--from {start_from} comes after --until {until}")
+        stages = STAGES[: last + 1]
+        run_dir = self.choose_run_dir(stages, force=first_forced is not None)
+        with _locked(run_dir):
+            info = read_run(run_dir) or {"name": self.spec.name, "run_id": run_dir.name, "spec_hash": self.spec_hash,
+                                         "created": datetime.now().isoformat(timespec="seconds"), "stages": {}}
+            info["status"] = "running"
+            atomic_write_text(run_dir / "spec.resolved.yaml", dump_spec(self.spec))
+            atomic_write_json(run_dir / "run.json", info)
+            outputs: dict[str, str] = {}
+            try:
+                for i, stage in enumerate(stages):
+                    forced = first_forced is not None and i >= first_forced
+                    outputs[stage.name] = self._run_stage(stage, run_dir, outputs, forced, info, progress)
+                    atomic_write_json(run_dir / "run.json", info)
+            except BaseException as e:
+                info["status"] = "failed"
+                info["error"] = str(e) or type(e).__name__
+                atomic_write_json(run_dir / "run.json", info)
+                raise
+            info["status"] = "complete" if self.up_to_date(run_dir, STAGES) else "partial"
+            info.pop("error", None)
+            if (run_dir / "report" / "targets.json").is_file():
+                targets = json.loads((run_dir / "report" / "targets.json").read_text())
+                info["targets"] = {"met": sum(t["met"] for t in targets), "total": len(targets),
+                                   "keys": [t["metric"] for t in targets]}
+            info["updated"] = datetime.now().isoformat(timespec="seconds")
+            atomic_write_json(run_dir / "run.json", info)
+        return run_dir
+
+    def _run_stage(self, stage: Stage, run_dir: Path, outputs: dict, forced: bool, info: dict, progress) -> str:
+        folder = run_dir / stage.name
+        recover_dir(folder)
+        input_hash = self.input_hash(stage, outputs)
+        marker = read_marker(folder)
+        if not forced and marker and marker["input_hash"] == input_hash:
+            self.console.print(f"[dim]• {stage.name:<9} skipped: inputs unchanged[/dim]")
+            info["stages"][stage.name] = {**info["stages"].get(stage.name, {}), "status": "skipped"}
+            return marker["output_hash"]
+        cached = None if forced else self.find_cached(stage, input_hash, run_dir)
+        if cached is not None:
+            if folder.exists():
+                with atomic_dir(folder) as tmp:
+                    tmp.rmdir()
+                    link_tree(cached, tmp)
+            else:
+                link_tree(cached, folder)
+            self.console.print(f"[dim]• {stage.name:<9} reused from run {cached.parent.name}[/dim]")
+            info["stages"][stage.name] = {"status": "reused", "from": cached.parent.name}
+            return read_marker(folder)["output_hash"]
+        self.console.print(f"[bold]▶ {stage.name}[/bold]")
+        start = time.perf_counter()
+        with atomic_dir(folder) as tmp:
+            summary = stage.run(self.spec, run_dir, tmp, progress)
+            output_hash = hash_tree(tmp)
+            atomic_write_json(tmp / MARKER, {"stage": stage.name, "input_hash": input_hash, "output_hash": output_hash,
+                                             "seconds": round(time.perf_counter() - start, 2),
+                                             "finished": datetime.now().isoformat(timespec="seconds"),
+                                             "summary": summary})
+        seconds = time.perf_counter() - start
+        self.console.print(f"[green]✓ {stage.name:<9} done in {seconds:.1f}s[/green]")
+        info["stages"][stage.name] = {"status": "done", "seconds": round(seconds, 2)}
+        return output_hash
+
+
+def list_runs(runs_dir: Path) -> list[dict]:
+    """Every run under runs_dir with its status, targets and metrics, newest first."""
+    rows = []
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return rows
+    for project in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        for run in _runs_of(project):
+            info = read_run(run)
+            metrics_path = run / "metrics.json"
+            rows.append({**info, "path": str(run),
+                         "metrics": json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}})
+    return sorted(rows, key=lambda r: r.get("created", ""), reverse=True)

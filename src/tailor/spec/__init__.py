@@ -1,0 +1,176 @@
+"""The spec: one YAML file that says what to build. Loading, validation, defaults, saving.
+
+Importing this package does not import torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from tailor.errors import TailorError
+from tailor.spec.base import Strict
+from tailor.spec.data import Data
+from tailor.spec.evaluate import GENERATED, METRICS, Deploy, Evaluate
+from tailor.spec.model import ModelSpec, TokenizerSpec
+from tailor.spec.problem import Problem, Target
+from tailor.spec.train import Train, Tune
+
+__all__ = ["Spec", "load_spec", "parse_spec", "dump_spec", "Target"]
+
+
+class Spec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="names the run folder")
+    problem: Problem
+    data: Data
+    tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    train: Train = Field(default_factory=Train)
+    tune: Tune | None = None
+    evaluate: Evaluate = Field(default_factory=Evaluate)
+    deploy: Deploy = Field(default_factory=Deploy)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Spec:
+        kind = self.problem.output
+        if kind not in METRICS:
+            raise ValueError(f"problem.output: {kind!r} has no training road yet; available: {', '.join(METRICS)}")
+        allowed = METRICS[kind]
+        pairs = self.data.fields.input is not None
+        for i, target in enumerate(self.problem.targets):
+            if target.metric not in allowed:
+                raise ValueError(f"problem.targets[{i}].metric: {target.metric!r} is not measured for "
+                                 f"output {kind!r}; allowed: {', '.join(allowed)}")
+            if target.metric in GENERATED and not pairs:
+                raise ValueError(f"problem.targets[{i}].metric: {target.metric!r} needs input/output data "
+                                 "(data.fields.input and data.fields.output)")
+        for name in self.evaluate.metrics or []:
+            if name not in allowed:
+                raise ValueError(f"evaluate.metrics: {name!r} is not measured for output {kind!r}; "
+                                 f"allowed: {', '.join(allowed)}")
+        if self.tokenizer.type == "pretrained" and self.tokenizer.source is None and self.model.base == "scratch":
+            raise ValueError("tokenizer.type pretrained needs tokenizer.source (or a pretrained model.base)")
+        return self
+
+    def metric_names(self) -> list[str]:
+        """Metrics to compute: the chosen (or default) ones plus every target's."""
+        names = list(self.evaluate.metrics or METRICS[self.problem.output])
+        if self.data.fields.input is None:
+            names = [n for n in names if n not in GENERATED]
+        names += [t.metric for t in self.problem.targets if t.metric not in names]
+        return names
+
+
+def _field_type(model: type[BaseModel], key: str) -> Any:
+    field = model.model_fields.get(key)
+    return field.annotation if field else None
+
+
+def _models_in(tp: Any) -> list[type[BaseModel]]:
+    """The pydantic models a type annotation can hold (through Optional, list, dict, Union)."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [tp]
+    out: list[type[BaseModel]] = []
+    for arg in typing.get_args(tp):
+        out += _models_in(arg)
+    return out
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """Keys a spec may have at the mapping that holds loc[-1]."""
+    current: list[type[BaseModel]] = [Spec]
+    for part in loc[:-1]:
+        if isinstance(part, int) or not current:
+            continue
+        nxt: list[type[BaseModel]] = []
+        for model in current:
+            nxt += _models_in(_field_type(model, part)) if part in model.model_fields else []
+        current = nxt or current
+    return sorted({k for m in current for k in m.model_fields})
+
+
+def _line_of(text: str, loc: tuple) -> int | None:
+    """1-based YAML line of the key path loc, or of its nearest existing parent."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [(k, v) for k, v in node.value if k.value == part]
+            if not match:
+                break
+            key, node = match[0]
+            line = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def format_errors(error: ValidationError, text: str, source: str) -> str:
+    """One line per problem: 'file:line: key.path: what is wrong (what is allowed)'."""
+    lines = []
+    for err in error.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc)
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            msg = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "") + f"; allowed: {', '.join(allowed)}"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        line = _line_of(text, loc)
+        where = f"{source}:{line}" if line else source
+        lines.append(f"{where}: {_dotted(loc) or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None) -> Spec:
+    """Validate YAML text; relative data paths are resolved against base_dir."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise TailorError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    if not isinstance(raw, dict):
+        raise TailorError(f"{source}: a spec is a YAML mapping with keys name, problem, data, ...")
+    try:
+        spec = Spec.model_validate(raw)
+    except ValidationError as e:
+        raise TailorError(f"{source}: the spec has {e.error_count()} problem(s):\n" + format_errors(e, text, source)) from None
+    if base_dir is not None:
+        for src in spec.data.sources:
+            paths = [p if Path(p).is_absolute() else str((base_dir / p).resolve()) for p in src.paths]
+            src.path = paths[0] if isinstance(src.path, str) else paths
+    return spec
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a spec file; errors name the file, line and key path."""
+    path = Path(path)
+    if not path.is_file():
+        raise TailorError(f"{path}: spec file not found")
+    return parse_spec(path.read_text(encoding="utf-8"), str(path), path.resolve().parent)
+
+
+def dump_spec(spec: Spec) -> str:
+    """The spec with every default filled in, as YAML."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100)
+

@@ -1,0 +1,102 @@
+"""Turning split records into token batches: prompt/answer pairs or a text stream."""
+
+from __future__ import annotations
+
+import torch
+
+from tailor.spec import Spec
+from tailor.tokenizer import Codec
+
+IGNORE = -100
+
+
+def encode_pairs(inputs: list[str], outputs: list[str], codec: Codec, block_size: int,
+                 loss_on: str = "output") -> list[tuple[list[int], list[int]]]:
+    """(ids, labels) per example: input, sep, output, eos; labels hide the prompt unless loss_on='all'."""
+    out = []
+    for a, b in zip(codec.encode_batch(inputs), codec.encode_batch(outputs)):
+        answer = b + [codec.eos_id]
+        room = block_size + 1 - len(answer) - 1
+        a = a[-room:] if room > 0 else []  # too long: keep the end of the prompt, all of the answer
+        ids = a + [codec.sep_id] + answer
+        labels = ids[:] if loss_on == "all" else [IGNORE] * (len(a) + 1) + answer
+        out.append((ids[: block_size + 1], labels[: block_size + 1]))
+    return out
+
+
+def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded inputs x (B, T) and shifted targets y (B, T); padding is never scored."""
+    T = max(len(ids) for ids, _ in examples) - 1
+    x = torch.full((len(examples), T), pad_id, dtype=torch.long)
+    y = torch.full((len(examples), T), IGNORE, dtype=torch.long)
+    for i, (ids, labels) in enumerate(examples):
+        n = len(ids) - 1
+        x[i, :n] = torch.tensor(ids[:-1])
+        y[i, :n] = torch.tensor(labels[1:])
+    return x, y
+
+
+class PairBatches:
+    """Epochs of shuffled prompt/answer examples; batch `step` is a pure function of (seed, step)."""
+
+    def __init__(self, examples: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int, seed: int):
+        self.examples, self.batch_size, self.pad_id, self.seed = examples, batch_size, pad_id, seed
+        self.per_epoch = max(1, len(examples) // batch_size)
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, i = divmod(step, self.per_epoch)
+        order = torch.randperm(len(self.examples), generator=torch.Generator().manual_seed(self.seed + epoch))
+        picked = order[i * self.batch_size:(i + 1) * self.batch_size].tolist()
+        return collate([self.examples[j] for j in picked], self.pad_id)
+
+    def eval_batches(self, limit: int | None):
+        """The first `limit` batches (None: all) in file order, for a repeatable validation loss."""
+        count = len(self.examples) if limit is None else min(len(self.examples), limit * self.batch_size)
+        for start in range(0, count, self.batch_size):
+            yield collate(self.examples[start:start + self.batch_size], self.pad_id)
+
+
+class StreamBatches:
+    """Random windows of a token stream (documents joined by eos), nanoGPT-style."""
+
+    def __init__(self, tokens: torch.Tensor, block_size: int, batch_size: int, seed: int):
+        if len(tokens) < 2:
+            raise ValueError("the token stream is too short to train on")
+        self.tokens, self.batch_size, self.seed = tokens, batch_size, seed
+        self.block_size = min(block_size, len(tokens) - 1)
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        starts = torch.randint(len(self.tokens) - self.block_size, (self.batch_size,), generator=g)
+        x = torch.stack([self.tokens[s:s + self.block_size] for s in starts.tolist()])
+        y = torch.stack([self.tokens[s + 1:s + 1 + self.block_size] for s in starts.tolist()])
+        return x, y
+
+    def eval_batches(self, limit: int | None):
+        """Consecutive non-overlapping windows from the start; with no limit, the whole stream.
+
+        Every token but the first is scored exactly once (the last window may be shorter).
+        """
+        T = self.block_size
+        n_full = (len(self.tokens) - 1) // T
+        rows = n_full if limit is None else min(n_full, limit * self.batch_size)
+        for start in range(0, rows, self.batch_size):
+            span = range(start, min(start + self.batch_size, rows))
+            yield (torch.stack([self.tokens[r * T:(r + 1) * T] for r in span]),
+                   torch.stack([self.tokens[r * T + 1:(r + 1) * T + 1] for r in span]))
+        tail = n_full * T
+        if limit is None and tail < len(self.tokens) - 1:
+            yield self.tokens[None, tail:-1], self.tokens[None, tail + 1:]
+
+
+def make_batches(spec: Spec, records: list[dict], codec: Codec, block_size: int, batch_size: int, seed: int):
+    """PairBatches for input/output data, StreamBatches for a text corpus."""
+    f = spec.data.fields
+    if f.text is not None:
+        ids: list[int] = []
+        for doc in codec.encode_batch([r[f.text] for r in records]):
+            ids += doc + [codec.eos_id]
+        return StreamBatches(torch.tensor(ids, dtype=torch.long), block_size, batch_size, seed)
+    examples = encode_pairs([r[f.input] for r in records], [r[f.output] for r in records], codec, block_size,
+                            spec.train.loss_on)
+    return PairBatches(examples, batch_size, codec.pad_id, seed)

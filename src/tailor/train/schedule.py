@@ -1,0 +1,20 @@
+"""Learning-rate schedules: linear warmup, then cosine, linear or constant."""
+
+from __future__ import annotations
+
+import math
+
+from tailor.spec.train import Schedule
+
+
+def lr_at(step: int, peak: float, total: int, schedule: Schedule) -> float:
+    """Learning rate for optimizer step `step` (0-based) of `total`."""
+    if schedule.warmup_steps and step < schedule.warmup_steps:
+        return peak * (step + 1) / schedule.warmup_steps
+    if schedule.name == "constant":
+        return peak
+    floor = peak * schedule.min_lr_ratio
+    progress = min(1.0, (step - schedule.warmup_steps) / max(1, total - schedule.warmup_steps))
+    if schedule.name == "linear":
+        return peak - (peak - floor) * progress
+    return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))

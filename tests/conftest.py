@@ -1,0 +1,76 @@
+"""Shared fixtures: a tiny question/answer dataset, a spec for it, and one finished run."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tailor.spec import load_spec
+
+COLOURS = ["red", "blue", "green", "black", "white", "amber", "violet", "grey"]
+
+
+def write_pairs(path: Path, n_items: int = 12, per_item: int = 6, seed: int = 0) -> list[dict]:
+    """Questions about the colour of numbered items, in a few wordings."""
+    rng = random.Random(seed)
+    frames = ["what colour is item {i}", "item {i} colour?", "tell me the colour of item {i}",
+              "which colour does item {i} have", "colour of item {i} please", "is item {i} red or what"]
+    rows = [{"question": rng.choice(frames).format(i=i) if k else frames[k % len(frames)].format(i=i),
+             "answer": COLOURS[i % len(COLOURS)], "item": i}
+            for i in range(n_items) for k in range(per_item)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+BASE_SPEC = {
+    "name": "tiny",
+    "problem": {"domain": "tests", "task": "answer colour questions", "output": "text",
+                "targets": [{"metric": "exact_match", "split": "test", "at_least": 0.0},
+                            {"metric": "loss", "split": "validation", "at_most": 0.001}]},
+    "data": {"sources": [{"type": "files", "path": "data/*.jsonl"}],
+             "fields": {"input": "question", "output": "answer"},
+             "split": {"train": 0.7, "validation": 0.15, "test": 0.15, "seed": 0}},
+    "tokenizer": {"type": "bpe", "vocab_size": 320},
+    "model": {"arch": {"n_layer": 1, "n_head": 2, "n_embd": 32}},
+    "train": {"max_steps": 12, "batch_size": 8, "eval_every": 6, "eval_batches": 2,
+              "schedule": {"warmup_steps": 2}},
+    "evaluate": {"generation": {"max_new_tokens": 4}, "max_examples": 8},
+}
+
+
+def merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+@pytest.fixture
+def make_spec(tmp_path):
+    """make_spec(**overrides) -> path of a spec over a fresh tiny dataset in tmp_path."""
+    def make(override: dict | None = None, name: str = "spec.yaml", data: bool = True) -> Path:
+        if data and not (tmp_path / "data" / "items.jsonl").exists():
+            write_pairs(tmp_path / "data" / "items.jsonl")
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(merge(BASE_SPEC, override or {}), sort_keys=False))
+        return path
+    return make
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(spec path, run dir) of one complete tiny run, shared by read-only tests."""
+    from tailor.run import Pipeline
+
+    root = tmp_path_factory.mktemp("finished")
+    write_pairs(root / "data" / "items.jsonl")
+    spec_path = root / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(BASE_SPEC, sort_keys=False))
+    run_dir = Pipeline(load_spec(spec_path), root / "runs").run()
+    return spec_path, run_dir
