@@ -22,7 +22,8 @@ def test_warmup_then_cosine_to_floor():
 
 
 def test_collate_masks_padding_and_prompt():
-    x, y = collate([([5, 6, 7, 8], [IGNORE, IGNORE, 7, 8]), ([5, 9], [IGNORE, 9])], pad_id=0)
+    batch = collate([([5, 6, 7, 8], [IGNORE, IGNORE, 7, 8]), ([5, 9], [IGNORE, 9])], pad_id=0)
+    x, y = batch["input_ids"], batch["targets"]
     assert x.tolist() == [[5, 6, 7], [5, 0, 0]]
     assert y.tolist() == [[IGNORE, 7, 8], [9, IGNORE, IGNORE]]
 
@@ -30,15 +31,15 @@ def test_collate_masks_padding_and_prompt():
 def test_pair_batches_cover_each_example_once_per_epoch():
     examples = [([i, i + 1], [IGNORE, i + 1]) for i in range(10)]
     batches = PairBatches(examples, batch_size=5, pad_id=0, seed=1)
-    seen = sorted(batches(0)[0][:, 0].tolist() + batches(1)[0][:, 0].tolist())
+    seen = sorted(batches(0)["input_ids"][:, 0].tolist() + batches(1)["input_ids"][:, 0].tolist())
     assert seen == list(range(10))
-    assert torch.equal(batches(3)[0], PairBatches(examples, 5, 0, 1)(3)[0])  # a function of the step
+    assert torch.equal(batches(3)["input_ids"], PairBatches(examples, 5, 0, 1)(3)["input_ids"])  # a function of the step
 
 
 def test_stream_eval_scores_every_token_but_the_first_once():
     tokens = torch.arange(23)
     batches = StreamBatches(tokens, block_size=5, batch_size=2, seed=0)
-    targets = torch.cat([y.flatten() for _, y in batches.eval_batches(None)])
+    targets = torch.cat([b["targets"].flatten() for b in batches.eval_batches(None)])
     assert targets.tolist() == list(range(1, 23))
 
 

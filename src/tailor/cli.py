@@ -173,7 +173,7 @@ def serve(
 ) -> None:
     """Serve a trained model over HTTP (POST /v1/completions, GET /health)."""
     from tailor.deploy.server import serve as serve_model
-    from tailor.spec.evaluate import Serve
+    from tailor.spec.deploy import Serve
 
     defaults = Serve()
     resolved = model / "spec.resolved.yaml"

@@ -44,7 +44,7 @@ def run_data(spec: Spec, out_dir: Path, progress: Progress | None = None) -> dic
     steps = build_steps(spec.data)
     stats = [{"step": s.name, "in": 0, "kept": 0, "modified": 0, "dropped": Counter()} for s in steps]
     sources, kept = [], []
-    task = progress.add_task("data: reading and cleaning", total=None) if progress else None
+    task = progress.add_task("data", total=None) if progress else None
     with open(out_dir / "dropped.jsonl", "w", encoding="utf-8") as dropped_file:
         for i, source in enumerate(spec.data.sources):
             count = 0

@@ -16,15 +16,11 @@ from tailor.spec import Spec
 def score_split(gen, spec: Spec, records: list[dict]) -> dict[str, float]:
     """Summed-NLL metrics over every scored token of a split."""
     from tailor.train.batches import make_batches
+    from tailor.train.loop import evaluate_loss
 
     batches = make_batches(spec, records, gen.codec, gen.model.config.block_size, spec.train.batch_size, 0)
-    nll, tokens = 0.0, 0
-    with torch.no_grad():
-        for x, y in batches.eval_batches(None):
-            logits, _ = gen.model(x)
-            nll += torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100,
-                                                     reduction="sum").item()
-            tokens += int((y != -100).sum())
+    loss, tokens = evaluate_loss(gen.model, batches, None, torch.device(gen.device))
+    nll = loss * tokens
     f = spec.data.fields
     scored = [r[f.output] for r in records] if f.text is None else [r[f.text] for r in records]
     n_bytes = sum(len(t.encode("utf-8")) for t in scored)
@@ -37,7 +33,7 @@ def answer_split(gen, spec: Spec, records: list[dict], out_path: Path, progress:
     f, g = spec.data.fields, spec.evaluate.generation
     records = records[: spec.evaluate.max_examples] if spec.evaluate.max_examples else records
     preds, latencies = [], []
-    task = progress.add_task(f"evaluate: answering {out_path.stem}", total=len(records)) if progress else None
+    task = progress.add_task(f"evaluate {out_path.stem.removeprefix('predictions-')}", total=len(records)) if progress else None
     with open(out_path, "w", encoding="utf-8") as out:
         for r in records:
             c = gen.complete(r[f.input], g.max_new_tokens, g.temperature, g.top_p, seed=0)

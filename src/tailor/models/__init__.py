@@ -41,6 +41,15 @@ def load_model(folder: Path, device: str | torch.device = "cpu") -> Transformer:
     return model.to(device)
 
 
+def compute_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(logits, mean loss over scored positions, number scored) for a batch on the model's device.
+
+    The one place where a model family meets the training loop and the evaluation.
+    """
+    logits, loss = model(batch["input_ids"], batch["targets"])
+    return logits, loss, int((batch["targets"] != -100).sum())
+
+
 def example_lengths(spec: Spec, records: list[dict], codec) -> list[int]:
     """Token length of each formatted training example (input + sep + output + eos)."""
     f = spec.data.fields

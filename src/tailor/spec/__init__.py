@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from tailor.errors import TailorError
 from tailor.spec.base import Strict
 from tailor.spec.data import Data
-from tailor.spec.evaluate import GENERATED, METRICS, Deploy, Evaluate
+from tailor.spec.deploy import Deploy
+from tailor.spec.evaluate import GENERATED, METRICS, Evaluate
 from tailor.spec.model import ModelSpec, TokenizerSpec
 from tailor.spec.problem import Problem, Target
 from tailor.spec.train import Train, Tune

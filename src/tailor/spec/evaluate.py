@@ -1,4 +1,4 @@
-"""`evaluate:` and `deploy:` — how the model is judged and served."""
+"""`evaluate:` — how the model is judged."""
 
 from __future__ import annotations
 
@@ -26,12 +26,3 @@ class Evaluate(Strict):
     splits: list[Literal["train", "validation", "test"]] = Field(default_factory=lambda: ["validation", "test"])
     generation: Generation = Field(default_factory=Generation)
     max_examples: int | None = Field(None, ge=1, description="cap on generated answers per split")
-
-
-class Serve(Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-
-
-class Deploy(Strict):
-    serve: Serve = Field(default_factory=Serve)

@@ -24,8 +24,11 @@ def encode_pairs(inputs: list[str], outputs: list[str], codec: Codec, block_size
     return out
 
 
-def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded inputs x (B, T) and shifted targets y (B, T); padding is never scored."""
+Batch = dict[str, torch.Tensor]  # input_ids (B, T); targets (B, T): the next token, or IGNORE
+
+
+def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> Batch:
+    """Right-padded input_ids (B, T) and next-token targets (B, T); padding is never scored."""
     T = max(len(ids) for ids, _ in examples) - 1
     x = torch.full((len(examples), T), pad_id, dtype=torch.long)
     y = torch.full((len(examples), T), IGNORE, dtype=torch.long)
@@ -33,7 +36,7 @@ def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[t
         n = len(ids) - 1
         x[i, :n] = torch.tensor(ids[:-1])
         y[i, :n] = torch.tensor(labels[1:])
-    return x, y
+    return {"input_ids": x, "targets": y}
 
 
 class PairBatches:
@@ -43,7 +46,7 @@ class PairBatches:
         self.examples, self.batch_size, self.pad_id, self.seed = examples, batch_size, pad_id, seed
         self.per_epoch = max(1, len(examples) // batch_size)
 
-    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, step: int) -> Batch:
         epoch, i = divmod(step, self.per_epoch)
         order = torch.randperm(len(self.examples), generator=torch.Generator().manual_seed(self.seed + epoch))
         picked = order[i * self.batch_size:(i + 1) * self.batch_size].tolist()
@@ -65,12 +68,12 @@ class StreamBatches:
         self.tokens, self.batch_size, self.seed = tokens, batch_size, seed
         self.block_size = min(block_size, len(tokens) - 1)
 
-    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, step: int) -> Batch:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         starts = torch.randint(len(self.tokens) - self.block_size, (self.batch_size,), generator=g)
         x = torch.stack([self.tokens[s:s + self.block_size] for s in starts.tolist()])
         y = torch.stack([self.tokens[s + 1:s + 1 + self.block_size] for s in starts.tolist()])
-        return x, y
+        return {"input_ids": x, "targets": y}
 
     def eval_batches(self, limit: int | None):
         """Consecutive non-overlapping windows from the start; with no limit, the whole stream.
@@ -82,11 +85,11 @@ class StreamBatches:
         rows = n_full if limit is None else min(n_full, limit * self.batch_size)
         for start in range(0, rows, self.batch_size):
             span = range(start, min(start + self.batch_size, rows))
-            yield (torch.stack([self.tokens[r * T:(r + 1) * T] for r in span]),
-                   torch.stack([self.tokens[r * T + 1:(r + 1) * T + 1] for r in span]))
+            yield {"input_ids": torch.stack([self.tokens[r * T:(r + 1) * T] for r in span]),
+                   "targets": torch.stack([self.tokens[r * T + 1:(r + 1) * T + 1] for r in span])}
         tail = n_full * T
         if limit is None and tail < len(self.tokens) - 1:
-            yield self.tokens[None, tail:-1], self.tokens[None, tail + 1:]
+            yield {"input_ids": self.tokens[None, tail:-1], "targets": self.tokens[None, tail + 1:]}
 
 
 def make_batches(spec: Spec, records: list[dict], codec: Codec, block_size: int, batch_size: int, seed: int):

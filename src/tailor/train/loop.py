@@ -12,6 +12,7 @@ import torch
 from rich.progress import Progress
 
 from tailor.errors import TailorError
+from tailor.models import compute_loss
 from tailor.spec.train import Train
 from tailor.train.schedule import lr_at
 
@@ -26,19 +27,20 @@ def make_optimizer(model: torch.nn.Module, cfg: Train) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.optimizer.lr, betas=cfg.optimizer.betas)
 
 
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 @torch.no_grad()
 def evaluate_loss(model: torch.nn.Module, batches, limit: int | None, device: torch.device) -> tuple[float, int]:
     """Mean loss per scored token over the first `limit` evaluation batches (None: all), and the token count."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for x, y in batches.eval_batches(limit):
-        x, y = x.to(device), y.to(device)
-        logits, _ = model(x)
-        nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100,
-                                                reduction="sum")
-        total += nll.item()
-        count += int((y != -100).sum())
+    for batch in batches.eval_batches(limit):
+        _, loss, n = compute_loss(model, to_device(batch, device))
+        total += loss.item() * n
+        count += n
     model.train(was_training)
     return (total / count if count else float("nan")), count
 
@@ -64,9 +66,8 @@ def train_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_b
             lr = lr_at(step, cfg.optimizer.lr, cfg.max_steps, cfg.schedule)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = train_batches(step)
-            x, y = x.to(device), y.to(device)
-            _, loss = model(x, y)
+            batch = to_device(train_batches(step), device)
+            _, loss, _ = compute_loss(model, batch)
             if not torch.isfinite(loss):
                 raise TailorError(f"train: the loss became {loss.item()} at step {step}; lower train.optimizer.lr")
             optimizer.zero_grad(set_to_none=True)
@@ -74,7 +75,7 @@ def train_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_b
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
-            n = x.numel()
+            n = batch["input_ids"].numel()
             tokens += n
             window_tokens += n
             window_loss += loss.item()
