@@ -70,8 +70,8 @@ def test_target_needs_exactly_one_bound():
 
 
 def test_target_metric_must_be_measured():
-    msg = errors_of(MINIMAL.replace("task: t}", "task: t, targets: [{metric: bleu, at_least: 1}]}"))
-    assert "'bleu' is not measured for output 'text'" in msg
+    msg = errors_of(MINIMAL.replace("task: t}", "task: t, targets: [{metric: accuracy, at_least: 1}]}"))
+    assert "'accuracy' is not measured for output 'text'" in msg
     msg = errors_of(MINIMAL.replace("task: t}", "task: t, targets: [{metric: exact_match, at_least: 1}]}"))
     assert "needs input/output data" in msg
 

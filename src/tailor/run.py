@@ -34,6 +34,7 @@ class Stage:
     upstream: tuple[str, ...]
     sections: Callable[[Spec], dict]           # the parts of the spec this stage reads
     run: Callable[[Spec, Path, Path, object], dict]  # (spec, run_dir, out_dir, progress) -> summary
+    outside: Callable[[Spec, Path], dict] | None = None  # inputs beside the runs, found from the project folder
 
 
 def _data_files(spec: Spec) -> dict:
@@ -72,6 +73,13 @@ def _stage_report(spec, run_dir, out, progress):
     return run_report(spec, run_dir, out)
 
 
+def _ablation_results(spec: Spec, project: Path) -> dict:
+    from tailor.evaluate.ablation import results_path
+
+    path = results_path(project, spec)
+    return {"ablation": sha256_file(path) if path.is_file() else None}
+
+
 def _dump(*models) -> list:
     return [m.model_dump(mode="json") if hasattr(m, "model_dump") else m for m in models]
 
@@ -85,9 +93,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("train", ("data", "tokenizer", "model"),
           lambda s: {"spec": _dump(s.name, s.train, s.problem.constraints, s.data.fields)}, _stage_train),
     Stage("evaluate", ("data", "train"),
-          lambda s: {"spec": _dump(s.evaluate, s.problem.output, s.problem.targets, s.data.fields, s.train.batch_size)},
+          lambda s: {"spec": _dump(s.evaluate.model_dump(mode="json", exclude={"ablation"}), s.problem.output,
+                                   s.problem.targets, s.data.fields, s.train.batch_size, s.train.loss_on)},
           _stage_evaluate),
-    Stage("report", ("data", "tokenizer", "model", "train", "evaluate"), lambda s: {"spec": _dump(s)}, _stage_report),
+    Stage("report", ("data", "tokenizer", "model", "train", "evaluate"), lambda s: {"spec": _dump(s)}, _stage_report,
+          _ablation_results),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -131,15 +141,20 @@ def _locked(run_dir: Path) -> Iterator[None]:
 class Pipeline:
     """Plans and runs the stages of one spec."""
 
-    def __init__(self, spec: Spec, runs_dir: Path, console: Console | None = None):
+    def __init__(self, spec: Spec, runs_dir: Path, console: Console | None = None, project: Path | None = None,
+                 cache_from: tuple[Path, ...] = ()):
+        """project: the folder of this spec's runs (default runs_dir/name); cache_from: other such folders
+        whose finished stages may be reused."""
         self.spec, self.console = spec, console or Console(stderr=True)
-        self.project = Path(runs_dir) / spec.name
+        self.project = Path(project) if project is not None else Path(runs_dir) / spec.name
+        self.cache_from = tuple(Path(p) for p in cache_from if Path(p) != self.project)
         self.spec_hash = spec_hash(spec)
         self._inputs_cache: dict[str, dict] = {}
 
     def input_hash(self, stage: Stage, outputs: dict[str, str]) -> str:
         if stage.name not in self._inputs_cache:
-            self._inputs_cache[stage.name] = stage.sections(self.spec)
+            outside = stage.outside(self.spec, self.project) if stage.outside else {}
+            self._inputs_cache[stage.name] = stage.sections(self.spec) | outside
         return hash_json({"stage": stage.name, "version": __version__, "inputs": self._inputs_cache[stage.name],
                           "upstream": {u: outputs[u] for u in stage.upstream}})
 
@@ -171,8 +186,8 @@ class Pipeline:
         return run_dir
 
     def find_cached(self, stage: Stage, input_hash: str, exclude: Path) -> Path | None:
-        """A finished folder of this stage, in any run of this spec name, made from the same inputs."""
-        for run in reversed(_runs_of(self.project)):
+        """A finished folder of this stage, in any run of this project (or of cache_from), made from the same inputs."""
+        for run in [r for p in (self.project, *self.cache_from) for r in reversed(_runs_of(p))]:
             marker = read_marker(run / stage.name)
             if run != exclude and marker and marker["input_hash"] == input_hash:
                 return run / stage.name

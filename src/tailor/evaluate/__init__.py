@@ -1,73 +1,60 @@
-"""The evaluate stage: loss, perplexity and bits-per-byte per split, plus generated answers."""
+"""The evaluate stage: every metric of the problem with bootstrap intervals, per-example
+predictions, and the error analysis of one split."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from rich.progress import Progress
 
 from tailor.artifacts import atomic_write_json
-from tailor.evaluate.metrics import bits_per_byte, exact_match, percentile, perplexity
+from tailor.evaluate.errors import analyse
+from tailor.evaluate.predictions import FILE, by_split, summarize, write_predictions
+from tailor.evaluate.scoring import answer_examples, score_examples
 from tailor.spec import Spec
+from tailor.spec.evaluate import GENERATED
 
 
-def score_split(gen, spec: Spec, records: list[dict]) -> dict[str, float]:
-    """Summed-NLL metrics over every scored token of a split."""
-    from tailor.train.batches import make_batches
-    from tailor.train.loop import evaluate_loss
-
-    batches = make_batches(spec, records, gen.codec, gen.model.config.block_size, spec.train.batch_size, 0)
-    loss, tokens = evaluate_loss(gen.model, batches, None, torch.device(gen.device))
-    nll = loss * tokens
-    f = spec.data.fields
-    scored = [r[f.output] for r in records] if f.text is None else [r[f.text] for r in records]
-    n_bytes = sum(len(t.encode("utf-8")) for t in scored)
-    return {"loss": nll / tokens, "perplexity": perplexity(nll, tokens), "bits_per_byte": bits_per_byte(nll, n_bytes),
-            "tokens": tokens}
-
-
-def answer_split(gen, spec: Spec, records: list[dict], out_path: Path, progress: Progress | None) -> dict[str, float]:
-    """Generate an answer for each input; exact match and latency; predictions saved as JSONL."""
-    f, g = spec.data.fields, spec.evaluate.generation
-    records = records[: spec.evaluate.max_examples] if spec.evaluate.max_examples else records
-    preds, latencies = [], []
-    task = progress.add_task(f"evaluate {out_path.stem.removeprefix('predictions-')}", total=len(records)) if progress else None
-    with open(out_path, "w", encoding="utf-8") as out:
-        for r in records:
-            c = gen.complete(r[f.input], g.max_new_tokens, g.temperature, g.top_p, seed=0)
-            preds.append(c.text)
-            latencies.append(c.seconds * 1000)
-            row = {"input": r[f.input], "expected": r[f.output], "predicted": c.text,
-                   "correct": c.text.strip() == r[f.output].strip(), "latency_ms": round(c.seconds * 1000, 2),
-                   "source": r.get("source")}
-            row.update({k: v for k, v in r.items() if k not in (f.input, f.output, "source")})
-            out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-            if progress and task is not None:
-                progress.advance(task)
-    return {"exact_match": exact_match(preds, [r[f.output] for r in records]),
-            "p50_latency_ms": percentile(latencies, 50), "p95_latency_ms": percentile(latencies, 95),
-            "examples": len(records)}
+def error_split(spec: Spec, present: list[str]) -> str | None:
+    """The split the error analysis looks at: the configured one, else test, else validation."""
+    wanted = spec.evaluate.error_analysis.split
+    if wanted is not None:
+        return wanted if wanted in present else None
+    return next((s for s in ("test", "validation", "train") if s in present), None)
 
 
 def run_evaluate(spec: Spec, data_dir: Path, train_dir: Path, out_dir: Path, progress: Progress | None = None) -> dict:
-    """Write metrics.json (flat keys like 'test/exact_match') and predictions-<split>.jsonl."""
+    """Write predictions.parquet, metrics.json (flat keys like 'test/exact_match'), results.json
+    (metrics, intervals and the settings they were measured with) and errors.json."""
     from tailor.data import load_split
     from tailor.inference import Generator
 
     torch.manual_seed(0)
     gen = Generator(train_dir)
-    wanted = set(spec.metric_names())
+    names = spec.metric_names()
+    answer = bool(set(names) & GENERATED)
     splits = list(dict.fromkeys(spec.evaluate.splits + [t.split for t in spec.problem.targets]))
-    metrics: dict[str, float] = {}
+    rows: list[dict] = []
     for split in splits:
         records = load_split(data_dir, split)
         if not records:
             continue
-        values = score_split(gen, spec, records)
-        if wanted & {"exact_match", "p50_latency_ms", "p95_latency_ms"}:
-            values |= answer_split(gen, spec, records, out_dir / f"predictions-{split}.jsonl", progress)
-        metrics |= {f"{split}/{k}": v for k, v in values.items() if k in wanted or k in ("tokens", "examples")}
+        split_rows = score_examples(gen, spec, split, records)
+        if answer:
+            answer_examples(gen, spec, split_rows[: spec.evaluate.max_examples], progress)
+        rows += split_rows
+    write_predictions(out_dir / FILE, rows)
+    boot = spec.evaluate.bootstrap
+    metrics, intervals = summarize(rows, names, boot)
+    groups = by_split(rows)
+    chosen = error_split(spec, list(groups))
+    errors = analyse(groups[chosen], spec.evaluate.error_analysis) if chosen else {}
     atomic_write_json(out_dir / "metrics.json", metrics)
+    atomic_write_json(out_dir / "results.json", {
+        "metrics": metrics, "intervals": intervals,
+        "bootstrap": boot.model_dump(), "generation": spec.evaluate.generation.model_dump() if answer else None,
+        "max_examples": spec.evaluate.max_examples, "device": gen.device,
+        "examples": {split: len(r) for split, r in groups.items()}})
+    atomic_write_json(out_dir / "errors.json", errors)
     return metrics

@@ -1,24 +1,86 @@
-"""`evaluate:` — how the model is judged."""
+"""`evaluate:` — how the model is judged: metrics, intervals, error analysis and ablations."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tailor.spec.base import Strict
 
+LM_METRICS = ("loss", "perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte")
+GENERATION_METRICS = ("exact_match", "normalized_exact_match", "token_f1", "bleu", "chrf",
+                      "rouge1", "rouge2", "rougeL", "rougeLsum")
+LATENCY_METRICS = ("p50_latency_ms", "p95_latency_ms")
+
 # Metrics the evaluate stage computes, by problem.output.
 METRICS: dict[str, tuple[str, ...]] = {
-    "text": ("loss", "perplexity", "bits_per_byte", "exact_match", "p50_latency_ms", "p95_latency_ms"),
+    "text": LM_METRICS + GENERATION_METRICS + LATENCY_METRICS,
 }
-GENERATED = {"exact_match", "p50_latency_ms", "p95_latency_ms"}  # need generation, and input/output data
+GENERATED = set(GENERATION_METRICS) | set(LATENCY_METRICS)  # need generation, and input/output data
+
+# Keys a variant may not change: every variant runs on the baseline's budget.
+BUDGET_KEYS = ("train.max_steps", "train.max_time", "problem.constraints.time_budget")
 
 
 class Generation(Strict):
     max_new_tokens: int = Field(32, ge=1)
     temperature: float = Field(0.0, ge=0, description="0: greedy")
     top_p: float = Field(1.0, gt=0, le=1)
+    seed: int = Field(0, description="sampling seed (each example uses it, so answers are repeatable)")
+
+
+class Bootstrap(Strict):
+    """Percentile-bootstrap confidence intervals over examples."""
+
+    samples: int = Field(1000, ge=10, description="resamples per metric")
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+
+
+class ErrorAnalysis(Strict):
+    split: Literal["train", "validation", "test"] | None = Field(
+        None, description="default: test when it has records, else validation")
+    slices: list[str] | None = Field(
+        None, description="metadata fields to slice metrics by; default: every field with 2-50 distinct values")
+    length_buckets: int = Field(4, ge=1, description="input-length buckets (quantiles of input tokens)")
+    worst: int = Field(10, ge=1, description="examples listed by highest loss")
+    clusters: int = Field(4, ge=0, description="k-means clusters of the errors (TF-IDF); 0: off")
+    examples_per_cluster: int = Field(3, ge=1)
+
+
+class Ablation(Strict):
+    """Variants of the spec, each run like any run with the same budget, compared with the baseline."""
+
+    variants: list[dict[str, Any]] = Field(
+        default_factory=list, description="each a mapping of dotted spec keys to values, plus an optional name")
+    seeds: int = Field(1, ge=1, description="runs per variant, seeds train.seed, train.seed+1, ...")
+    metrics: list[str] | None = Field(None, description="flat keys like test/exact_match; default: the targets' "
+                                                        "keys and validation/loss")
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        names = set()
+        for i, variant in enumerate(variants):
+            keys = [k for k in variant if k != "name"]
+            if not keys:
+                raise ValueError(f"item {i}: a variant sets at least one key, e.g. {{model.arch.n_layer: 2}}")
+            for key in keys:
+                if key in BUDGET_KEYS:
+                    raise ValueError(f"item {i}: {key!r} is the budget; every variant runs on the baseline's")
+            name = str(variant.get("name") or variant_name(variant))
+            if name in names or name == "baseline":
+                raise ValueError(f"item {i}: variant name {name!r} is used twice (or is 'baseline')")
+            names.add(name)
+        return variants
+
+
+def variant_name(variant: dict[str, Any]) -> str:
+    """The variant's given name, or its overrides written out, e.g. 'model.arch.n_layer=2'."""
+    if variant.get("name"):
+        return str(variant["name"])
+    return ",".join(f"{k}={v}" for k, v in variant.items() if k != "name")
 
 
 class Evaluate(Strict):
@@ -26,3 +88,6 @@ class Evaluate(Strict):
     splits: list[Literal["train", "validation", "test"]] = Field(default_factory=lambda: ["validation", "test"])
     generation: Generation = Field(default_factory=Generation)
     max_examples: int | None = Field(None, ge=1, description="cap on generated answers per split")
+    bootstrap: Bootstrap = Field(default_factory=Bootstrap)
+    error_analysis: ErrorAnalysis = Field(default_factory=ErrorAnalysis)
+    ablation: Ablation = Field(default_factory=Ablation)

@@ -1,0 +1,97 @@
+"""Per-example scoring: the negative log-likelihood of each example, and generated answers.
+
+Every row of `evaluate/predictions.parquet` is one example of one split; each metric is an
+aggregate of these rows (see tailor.evaluate.metrics), so intervals, comparisons and error
+analysis all start from the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+
+from tailor.evaluate.metrics import count_words, generation_columns
+from tailor.spec import Spec
+
+META = "meta."  # prefix of the record's own fields (metadata) in a prediction row
+
+
+def _nll_rows(model, batches, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(nll, scored) per evaluation batch, each (B, T): NLL in nats where a target is scored, else 0."""
+    from tailor.models import compute_loss
+    from tailor.train.loop import to_device
+
+    out = []
+    model.eval()
+    with torch.no_grad():
+        for batch in batches.eval_batches(None):
+            batch = to_device(batch, device)
+            logits, _, _ = compute_loss(model, batch)
+            targets = batch["targets"]
+            nll = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100, reduction="none")
+            out.append((nll.cpu().double(), (targets != -100).cpu()))
+    return out
+
+
+def example_nll(gen, spec: Spec, records: list[dict]) -> tuple[list[float], list[int]]:
+    """Summed NLL (nats) and scored-token count of each record, over exactly the tokens the loss scores.
+
+    A text corpus is scored as one stream in consecutive windows; each position's NLL goes to the
+    document that holds the predicted token (the stream's very first token is never scored).
+    """
+    from tailor.train.batches import PairBatches, make_batches
+
+    batches = make_batches(spec, records, gen.codec, gen.model.config.block_size, spec.train.batch_size, 0)
+    parts = _nll_rows(gen.model, batches, torch.device(gen.device))
+    if isinstance(batches, PairBatches):
+        nll = [float(v) for n, _ in parts for v in n.sum(1)]
+        count = [int(v) for _, m in parts for v in m.sum(1)]
+        return nll, count
+    flat = torch.cat([n.reshape(-1)[m.reshape(-1)] for n, m in parts]).numpy()  # positions 1 .. L-1
+    lengths = np.asarray([len(ids) + 1 for ids in gen.codec.encode_batch([r[spec.data.fields.text] for r in records])])
+    owner = np.repeat(np.arange(len(records)), lengths)[1:]  # the document of each predicted position
+    return (np.bincount(owner, weights=flat, minlength=len(records)).tolist(),
+            np.bincount(owner, minlength=len(records)).astype(int).tolist())
+
+
+def _plain(value):
+    """Metadata as Parquet can hold it in one column: strings and numbers as they are, the rest as JSON."""
+    return value if value is None or isinstance(value, (str, int, float, bool)) else json.dumps(value, default=str)
+
+
+def score_examples(gen, spec: Spec, split: str, records: list[dict]) -> list[dict]:
+    """One row per record: its text, NLL and the counts the language-modelling metrics divide by."""
+    f = spec.data.fields
+    nll, tokens = example_nll(gen, spec, records)
+    pairs = f.text is None
+    inputs = [r[f.input] for r in records] if pairs else [r[f.text] for r in records]
+    lengths = [len(ids) for ids in gen.codec.encode_batch(inputs)]
+    rows = []
+    for i, r in enumerate(records):
+        scored = r[f.output] if pairs else r[f.text]
+        if pairs and spec.train.loss_on == "all":
+            scored = r[f.input] + " " + r[f.output]
+        rows.append({"split": split, "index": i, "input": inputs[i], "expected": r[f.output] if pairs else None,
+                     "nll": nll[i], "tokens": tokens[i], "loss": nll[i] / tokens[i] if tokens[i] else None,
+                     "bytes": len(scored.encode("utf-8")), "words": count_words(scored), "input_tokens": lengths[i],
+                     **{META + k: _plain(v) for k, v in r.items() if k not in f.used}})
+    return rows
+
+
+def answer_examples(gen, spec: Spec, rows: list[dict], progress: Progress | None = None) -> None:
+    """Generate an answer for each row (in place): prediction, correctness, latency and generation columns."""
+    g = spec.evaluate.generation
+    task = progress.add_task(f"answer {rows[0]['split']}", total=len(rows)) if progress and rows else None
+    for row in rows:
+        c = gen.complete(row["input"], g.max_new_tokens, g.temperature, g.top_p, seed=g.seed)
+        row |= {"predicted": c.text, "correct": c.text.strip() == row["expected"].strip(),
+                "latency_ms": c.seconds * 1000, "finish_reason": c.finish_reason}
+        if task is not None:
+            progress.advance(task)
+    columns = generation_columns([r["predicted"] for r in rows], [r["expected"] for r in rows])
+    for i, row in enumerate(rows):
+        row |= {name: values[i] for name, values in columns.items()}
