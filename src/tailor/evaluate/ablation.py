@@ -95,14 +95,17 @@ def variant_spec(spec: Spec, overrides: dict[str, Any], seed: int, where: str) -
 def study_metrics(spec: Spec) -> list[str]:
     """The flat metric keys the study compares (checked against what evaluation measures)."""
     cfg = spec.evaluate.ablation
-    keys = cfg.metrics or list(dict.fromkeys([t.key for t in spec.problem.targets] + ["validation/loss"]))
+    splits = set(spec.evaluate.splits) | {t.split for t in spec.problem.targets}
+    default = [t.key for t in spec.problem.targets] + (["validation/loss"] if "validation" in splits else [])
+    keys = cfg.metrics or list(dict.fromkeys(default))
     names = spec.metric_names()
     for key in keys:
         split, _, name = key.partition("/")
         if split not in ("train", "validation", "test") or name not in REGISTRY:
             raise TailorError(f"evaluate.ablation.metrics: {key!r} is not a metric key like 'test/exact_match'")
-        if name not in names:
-            raise TailorError(f"evaluate.ablation.metrics: {key!r} is not measured by this spec's evaluation")
+        if name not in names or split not in splits:
+            raise TailorError(f"evaluate.ablation.metrics: {key!r} is not measured by this spec's evaluation "
+                              f"(splits {', '.join(sorted(splits))}; metrics {', '.join(names)})")
     return keys
 
 
