@@ -1,6 +1,7 @@
 """Ablation studies: key overrides, and a tiny study of the product-qa example run end to end."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -98,16 +99,24 @@ def test_ablation_results_reach_the_report(tiny_study):
     assert read_run(run_dir)["stages"]["train"]["status"] in ("reused", "skipped")  # the baseline's own run
 
 
-def test_ablation_again_is_cached_and_the_cli_prints_the_table(tiny_study):
+def test_ablation_again_is_cached_resumes_and_the_cli_prints_the_table(tiny_study):
     spec, root, result, run_dir = tiny_study
+    broken = Path(result["variants"][2]["runs"][1])  # as if killed during its report stage
+    shutil.rmtree(broken / "report")
+    info = read_run(broken)
+    info["status"] = "failed"
+    (broken / "run.json").write_text(json.dumps(info))
     res = CliRunner().invoke(app, ["ablate", str(root / "spec.yaml"), "--runs-dir", str(root / "runs")])
     assert res.exit_code == 0, res.output
     assert "Δ test/loss" in res.output.replace("\n", "") and "results:" in res.output
     again = json.loads(results_path(run_dir.parent, spec).read_text())
-    assert again["variants"] == result["variants"]
+    assert again["variants"] == result["variants"]  # same run folders, same numbers
     for v in again["variants"]:
         for r in v["runs"]:
-            assert {s["status"] for s in read_run(Path(r))["stages"].values()} == {"skipped"}
+            stages = {k: s["status"] for k, s in read_run(Path(r))["stages"].items()}
+            if Path(r) == broken:  # continued in place: only the missing stage ran
+                assert stages.pop("report") == "done" and read_run(broken)["status"] == "complete"
+            assert set(stages.values()) == {"skipped"}, (r, stages)
 
 
 def test_ablate_without_variants_is_a_clear_error(make_spec, tmp_path):

@@ -87,7 +87,8 @@ def cluster_errors(errors: list[dict], k: int, per_cluster: int, seed: int = 0) 
     if k < 2:
         return {"skipped": f"{len(errors)} error(s): too few to cluster"}
     texts = [_error_text(r) for r in errors]
-    vectorizer = TfidfVectorizer(lowercase=True, token_pattern=r"(?u)\b\w[\w.]*\b", sublinear_tf=True)
+    vectorizer = TfidfVectorizer(lowercase=True, token_pattern=r"(?u)\b\w[\w.]*\b", sublinear_tf=True,
+                                 stop_words="english")  # scikit-learn's own list: terms that say what the errors share
     try:
         x = vectorizer.fit_transform(texts)
     except ValueError:  # no terms at all, e.g. every error is punctuation
