@@ -41,8 +41,8 @@ def interval(metric: Metric, columns: Columns, samples: int = 1000, confidence: 
     return _bounds([metric.aggregate(_take(columns, rng.integers(0, n, n))) for _ in range(samples)], confidence)
 
 
-def _arm_value(metric: Metric, runs: list[Columns], rng: np.random.Generator | None, shared: np.ndarray | None,
-               ) -> float:
+def _arm_value(metric: Metric, runs: list[Columns], rng: np.random.Generator | None,
+               shared: np.ndarray | None) -> float:
     """Mean of the metric over runs (seeds); with rng, over a resample of seeds and of examples."""
     if rng is None:
         return float(np.mean([metric.aggregate(r) for r in runs]))

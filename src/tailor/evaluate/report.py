@@ -91,7 +91,7 @@ def ablation_part(spec: Spec, run_dir: Path, out_dir: Path) -> str:
     if not spec.evaluate.ablation.variants:
         return ""
     if not path.is_file():
-        return f"<h2>Ablation</h2><p>Not run yet: <code>tailor ablate</code> on this spec adds it here.</p>"
+        return "<h2>Ablation</h2><p>Not run yet: <code>tailor ablate</code> on this spec adds it here.</p>"
     result = json.loads(path.read_text())
     plot = ablation_plot(result)
     if plot:

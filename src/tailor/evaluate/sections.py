@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tailor.evaluate.page import esc, fmt, fmt_interval, img, png, pyplot, table
+from tailor.evaluate.page import esc, fmt_interval, img, png, pyplot, table
 
 LOWER_IS_BETTER = ("loss", "perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte",
                    "p50_latency_ms", "p95_latency_ms")
