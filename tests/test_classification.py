@@ -56,3 +56,17 @@ def test_suite_has_intervals_around_each_metric():
         assert low <= suite["metrics"][name] <= high and low < high, name
     assert suite["confusion"]["matrix"][0] == [5, 0, 10]
     assert len(suite["per_class"]) == 3
+
+
+def test_label_rows_summarise_like_text_rows():
+    """Prediction rows of a label problem carry label codes; the shared summary gives scikit-learn's numbers."""
+    from tailor.evaluate.predictions import summarize
+    from tailor.spec.evaluate import Bootstrap
+
+    t, p, _ = encode(TRUE * 3, PRED * 3)
+    rows = [{"split": "test", "label_true": float(a), "label_pred": float(b)} for a, b in zip(t, p)]
+    metrics, intervals = summarize(rows, ["accuracy", "f1_macro"], Bootstrap(samples=200))
+    reference = classification_metrics(TRUE * 3, PRED * 3)
+    assert metrics["test/accuracy"] == pytest.approx(reference["accuracy"])
+    assert metrics["test/f1_macro"] == pytest.approx(reference["f1_macro"])
+    assert intervals["test/f1_macro"][0] < metrics["test/f1_macro"] < intervals["test/f1_macro"][1]

@@ -19,9 +19,9 @@ from rich.console import Console
 from tailor.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tailor.errors import TailorError
 from tailor.evaluate.bootstrap import difference
-from tailor.evaluate.metrics import REGISTRY, metric_columns
+from tailor.evaluate.metrics import metric_columns
 from tailor.evaluate.page import document
-from tailor.evaluate.predictions import read_predictions
+from tailor.evaluate.predictions import METRICS, read_predictions
 from tailor.evaluate.sections import ablation_plot, ablation_section
 from tailor.spec import Spec
 from tailor.spec.evaluate import Ablation, variant_name
@@ -101,7 +101,7 @@ def study_metrics(spec: Spec) -> list[str]:
     names = spec.metric_names()
     for key in keys:
         split, _, name = key.partition("/")
-        if split not in ("train", "validation", "test") or name not in REGISTRY:
+        if split not in ("train", "validation", "test") or name not in METRICS:
             raise TailorError(f"evaluate.ablation.metrics: {key!r} is not a metric key like 'test/exact_match'")
         if name not in names or split not in splits:
             raise TailorError(f"evaluate.ablation.metrics: {key!r} is not measured by this spec's evaluation "
@@ -120,7 +120,7 @@ def _slug(name: str) -> str:
 
 
 def _kept(rows: list[dict], split: str, key: str) -> list[dict]:
-    metric = REGISTRY[key.split("/")[1]]
+    metric = METRICS[key.split("/")[1]]
     return [r for r in rows if r["split"] == split and all(r.get(c) is not None for c in metric.columns)]
 
 
@@ -132,7 +132,7 @@ def compare_arms(keys: list[str], arm_rows: dict[str, list[list[dict]]], spec: S
         values, per_seed, deltas = {}, {}, {}
         for key in keys:
             split = key.split("/")[0]
-            metric = REGISTRY[key.split("/")[1]]
+            metric = METRICS[key.split("/")[1]]
             cols = [metric_columns(_kept(rows, split, key), metric) for rows in runs]
             if any(not len(next(iter(c.values()))) for c in cols):
                 continue

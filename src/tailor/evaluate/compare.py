@@ -9,9 +9,9 @@ from pathlib import Path
 
 from tailor.errors import TailorError
 from tailor.evaluate.bootstrap import difference
-from tailor.evaluate.metrics import REGISTRY, metric_columns
+from tailor.evaluate.metrics import metric_columns
 from tailor.evaluate.page import document, esc, fmt_interval, table
-from tailor.evaluate.predictions import read_predictions
+from tailor.evaluate.predictions import METRICS, read_predictions
 from tailor.evaluate.sections import higher_is_better
 from tailor.spec.evaluate import Bootstrap
 
@@ -24,7 +24,7 @@ def _results(run_dir: Path) -> dict:
 
 
 def _kept(rows: list[dict], split: str, name: str) -> list[dict]:
-    cols = REGISTRY[name].columns
+    cols = METRICS[name].columns
     return [r for r in rows if r["split"] == split and all(r.get(c) is not None for c in cols)]
 
 
@@ -36,11 +36,11 @@ def compare_runs(run_a: Path, run_b: Path, boot: Bootstrap | None = None) -> lis
     out = []
     for key in [k for k in ma if k in mb]:
         split, name = key.split("/", 1)
-        if name not in REGISTRY:
+        if name not in METRICS:
             continue
         ka, kb = _kept(rows_a, split, name), _kept(rows_b, split, name)
         paired = [(r["input"], r["expected"]) for r in ka] == [(r["input"], r["expected"]) for r in kb]
-        d = difference(REGISTRY[name], [metric_columns(ka, REGISTRY[name])], [metric_columns(kb, REGISTRY[name])],
+        d = difference(METRICS[name], [metric_columns(ka, METRICS[name])], [metric_columns(kb, METRICS[name])],
                        paired, boot.samples, boot.confidence, boot.seed)
         significant = math.isfinite(d["low"]) and (d["low"] > 0 or d["high"] < 0)
         better = None

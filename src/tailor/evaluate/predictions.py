@@ -7,10 +7,13 @@ from pathlib import Path
 
 from tailor.errors import TailorError
 from tailor.evaluate.bootstrap import interval
-from tailor.evaluate.metrics import REGISTRY, metric_columns
+from tailor.evaluate.classification import LABEL_REGISTRY
+from tailor.evaluate.metrics import REGISTRY, Metric, metric_columns
 from tailor.spec.evaluate import Bootstrap
 
 FILE = "predictions.parquet"
+# Every metric a prediction row can give: text rows carry NLL and answer columns, label rows label codes.
+METRICS: dict[str, Metric] = REGISTRY | LABEL_REGISTRY
 
 
 def write_predictions(path: Path, rows: list[dict]) -> None:
@@ -45,12 +48,13 @@ def summarize(rows: list[dict], names: list[str], boot: Bootstrap) -> tuple[dict
     metrics: dict[str, float] = {}
     intervals: dict[str, list[float]] = {}
     for split, split_rows in by_split(rows).items():
-        metrics[f"{split}/tokens"] = float(sum(r["tokens"] for r in split_rows))
+        if any(r.get("tokens") is not None for r in split_rows):
+            metrics[f"{split}/tokens"] = float(sum(r.get("tokens") or 0 for r in split_rows))
         generated = [r for r in split_rows if r.get("predicted") is not None]
         if generated:
             metrics[f"{split}/examples"] = float(len(generated))
         for name in names:
-            metric = REGISTRY[name]
+            metric = METRICS[name]
             columns = metric_columns(split_rows, metric)
             if not len(next(iter(columns.values()))):
                 continue  # e.g. generation metrics of a split that was not answered
