@@ -169,23 +169,182 @@ def generate(
         out.print(c.text, markup=False, highlight=False)
 
 
+HOME = typer.Option(Path(".tailor"), "--home", envvar="TAILOR_HOME",
+                    help="Folder with the deployment's state: keys.db, feedback.db, registry/.")
+
+
+def _deploy_spec(model: str, spec: Path | None):
+    """The deploy section: from --spec, else the run's spec.resolved.yaml, else the defaults."""
+    from tailor.spec import load_spec
+    from tailor.spec.deploy import Deploy
+
+    if spec is not None:
+        return load_spec(spec).deploy
+    resolved = Path(model) / "spec.resolved.yaml"
+    if resolved.is_file():
+        return load_spec(resolved).deploy
+    return Deploy()
+
+
 @app.command()
 def serve(
-    model: Path = typer.Argument(..., help="A run directory or a model folder."),
-    host: str = typer.Option(None, help="Address to listen on (default: the spec's deploy.serve.host, 127.0.0.1)."),
-    port: int = typer.Option(None, help="Port (default: the spec's deploy.serve.port, 8000)."),
+    model: str = typer.Argument(..., help="A run directory, a model folder, or registry:NAME (its champion, swapped "
+                                          "live on promotion)."),
+    spec: Path = typer.Option(None, "--spec", help="Take deploy: settings from this spec (default: the run's)."),
+    host: str = typer.Option(None, help="Address to listen on (default: deploy.serve.host, 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port (default: deploy.serve.port, 8000; the platform's port with --platform)."),
+    platform: str = typer.Option(None, help="Cloud container contract: sagemaker, vertex or azure."),
+    tls_cert: Path = typer.Option(None, help="PEM certificate: serve HTTPS only."),
+    tls_key: Path = typer.Option(None, help="PEM private key of the certificate."),
+    home: Path = HOME,
 ) -> None:
-    """Serve a trained model over HTTP (POST /v1/completions, GET /health)."""
+    """Serve a model over HTTP: OpenAI-compatible routes, API keys, limits, metrics, alerts."""
+    from tailor.deploy.cloud import platform_port
     from tailor.deploy.server import serve as serve_model
-    from tailor.spec.deploy import Serve
 
-    defaults = Serve()
-    resolved = model / "spec.resolved.yaml"
-    if resolved.is_file():
-        import yaml
+    deploy = _deploy_spec(model, spec)
+    cfg = deploy.serve.model_copy(update={k: v for k, v in {
+        "platform": platform, "tls_cert": str(tls_cert) if tls_cert else None,
+        "tls_key": str(tls_key) if tls_key else None}.items() if v is not None})
+    cfg = type(cfg).model_validate(cfg.model_dump())  # re-check the combination (platform name, TLS pair)
+    if cfg.platform != "none":
+        cfg.host, cfg.port = host or "0.0.0.0", port or platform_port(cfg.platform)  # nosec B104: container port
+    else:
+        cfg.host, cfg.port = host or cfg.host, port or cfg.port
+    serve_model(model, cfg, deploy.monitor, home)
 
-        defaults = Serve.model_validate((yaml.safe_load(resolved.read_text()).get("deploy") or {}).get("serve") or {})
-    serve_model(model, host or defaults.host, port or defaults.port)
+
+keys_app = typer.Typer(help="API keys of a deployment (stored hashed in HOME/keys.db).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(name: str = typer.Argument(..., help="Who or what the key is for."),
+                scope: list[str] = typer.Option(["infer"], "--scope", help="infer or admin (repeatable)."),
+                home: Path = HOME) -> None:
+    """Create a key; it is printed once and stored only as a hash."""
+    from tailor.deploy.auth import KeyStore
+
+    info, key = KeyStore(home / "keys.db").create(name, scope)
+    err.print(f"key {info.id} ({info.name}, scopes {','.join(info.scopes)}); it is shown only now:")
+    out.print(key, markup=False, highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(home: Path = HOME) -> None:
+    """List keys (ids, names, scopes; never the keys)."""
+    from datetime import datetime
+
+    from tailor.deploy.auth import KeyStore
+
+    table = Table("id", "name", "scopes", "created", "revoked")
+    for k in KeyStore(home / "keys.db").list():
+        table.add_row(k.id, k.name, ",".join(k.scopes), datetime.fromtimestamp(k.created).isoformat(timespec="seconds"),
+                      datetime.fromtimestamp(k.revoked).isoformat(timespec="seconds") if k.revoked else "-")
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: str = typer.Argument(..., help="Key id, or name (revokes every key of that name)."),
+                home: Path = HOME) -> None:
+    """Revoke a key; a running server refuses it from the next request on."""
+    from tailor.deploy.auth import KeyStore
+
+    n = KeyStore(home / "keys.db").revoke(key)
+    out.print(f"revoked {n} key(s)")
+
+
+registry_app = typer.Typer(help="The model registry (HOME/registry): versions, champion, rollback.",
+                           no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("add")
+def registry_add(model: Path = typer.Argument(..., help="A run directory or a model folder."),
+                 name: str = typer.Option(None, help="Registry name (default: the run's spec name)."),
+                 promote: bool = typer.Option(False, "--promote", help="Make it the champion at once."),
+                 home: Path = HOME) -> None:
+    """Register a trained model as a new version, with its metrics and lineage."""
+    from tailor.deploy.drift import reference_texts
+    from tailor.deploy.registry import Registry
+    from tailor.inference import resolve_model_dir
+
+    folder = resolve_model_dir(model)
+    run_dir = folder.parent.parent
+    info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    name = name or info.get("name") or folder.name
+    registry = Registry(home / "registry")
+    v = registry.add(folder, name, metrics, {"run": str(run_dir) if info else None, "source": str(folder)},
+                     reference_texts(model))
+    if promote:
+        registry.promote(name, v.version, "registered with --promote")
+    out.print(f"registered {v.tag}" + (" (champion)" if promote else ""))
+
+
+@registry_app.command("list")
+def registry_list(name: str = typer.Argument(None, help="Only this name."), home: Path = HOME) -> None:
+    """Versions with their metrics, lineage and which one is champion."""
+    from tailor.deploy.registry import Registry
+
+    table = Table("version", "champion", "key metrics", "lineage")
+    for v in Registry(home / "registry").list(name):
+        metrics = ", ".join(f"{k}={val:.4g}" for k, val in list(v.metrics.items())[:3] if isinstance(val, (int, float)))
+        table.add_row(v.tag, "yes" if v.champion else "", metrics or "-",
+                      ", ".join(f"{k}={val}" for k, val in v.lineage.items() if val is not None))
+    out.print(table)
+
+
+@registry_app.command("promote")
+def registry_promote(name: str, version: int, home: Path = HOME) -> None:
+    """Make a version the champion; servers of registry:NAME swap to it."""
+    from tailor.deploy.registry import Registry
+
+    out.print(f"champion: {Registry(home / 'registry').promote(name, version).tag}")
+
+
+@registry_app.command("rollback")
+def registry_rollback(name: str, home: Path = HOME) -> None:
+    """Make the previous champion the champion again."""
+    from tailor.deploy.registry import Registry
+
+    out.print(f"champion: {Registry(home / 'registry').rollback(name).tag}")
+
+
+@app.command()
+def retrain(
+    spec: Path = typer.Argument(..., help="Spec file (YAML)."),
+    every: str = typer.Option(None, "--every", help="Run again after this long, e.g. 1d, 12h (default: once)."),
+    rounds: int = typer.Option(None, "--rounds", help="With --every: stop after this many rounds."),
+    runs_dir: Path = RUNS_DIR,
+    home: Path = HOME,
+) -> None:
+    """Train a challenger on new data and feedback; promote it only if it beats the champion by the margin."""
+    from tailor.deploy.retrain import retrain as retrain_once
+    from tailor.deploy.retrain import retrain_every
+    from tailor.spec.base import parse_duration
+
+    if every is None:
+        decision = retrain_once(spec, runs_dir, home, err)
+    else:
+        try:
+            seconds = parse_duration(every)
+        except ValueError as e:
+            raise TailorError(f"--every: {e}") from None
+        decision = retrain_every(spec, runs_dir, home, seconds, rounds, err)[-1]
+    out.print_json(json.dumps(decision))
+
+
+@app.command()
+def export(
+    model: Path = typer.Argument(..., help="A run directory or a model folder."),
+    fmt: str = typer.Option(..., "--format", "-f", help="hf, onnx, onnx-int8 or gguf."),
+    out_dir: Path = typer.Option(None, "--out", help="Folder to write (default: RUN/export/FORMAT)."),
+) -> None:
+    """Export the model for other runtimes: HF folder (vLLM/TGI), ONNX (+int8), GGUF (llama.cpp)."""
+    from tailor.deploy.export import run_export
+
+    out.print_json(json.dumps(run_export(model, fmt, out_dir)))
 
 
 @app.command()

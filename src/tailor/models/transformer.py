@@ -88,7 +88,7 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
-                cache: dict | None = None) -> torch.Tensor:
+                cache: dict | None = None, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(
             [self.n_head * self.head_dim, self.n_kv_head * self.head_dim, self.n_kv_head * self.head_dim], dim=2)
@@ -103,7 +103,7 @@ class CausalSelfAttention(nn.Module):
                 past = cache["k"].shape[2]
                 k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
             cache["k"], cache["v"] = k, v
-        mask = self._mask(T, past, x.device)
+        mask = self._mask(T, past, x.device, attention_mask)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
             dropout_p=self.dropout if self.training else 0.0,
@@ -111,15 +111,23 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
-    def _mask(self, T: int, past: int, device: torch.device) -> torch.Tensor | None:
-        """Boolean (T, past+T) mask where it is needed: cached prefixes and sliding windows."""
-        if self.window is None and (past == 0 or T == 1):
+    def _mask(self, T: int, past: int, device: torch.device,
+              attention_mask: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Boolean (T, past+T) mask where it is needed: cached prefixes, sliding windows, padding.
+
+        attention_mask (B, past+T) marks real tokens (False: padding); the mask is then (B, 1, T, past+T).
+        A padded batch keeps each row's real tokens contiguous, so column distance is position distance.
+        """
+        if attention_mask is None and self.window is None and (past == 0 or T == 1):
             return None  # plain causal (is_causal) or one new token that may see everything
         q_pos = torch.arange(past, past + T, device=device)[:, None]
         k_pos = torch.arange(past + T, device=device)[None, :]
         mask = k_pos <= q_pos
         if self.window is not None:
             mask &= q_pos - k_pos < self.window
+        if attention_mask is not None:
+            # a padding query sees itself, so that no softmax row is empty (NaN would leak through the cache)
+            mask = (mask & attention_mask[:, None, None, :]) | (k_pos == q_pos)
         return mask
 
 
@@ -150,8 +158,9 @@ class Block(nn.Module):
         super().__init__()
         self.ln_1, self.attn, self.ln_2, self.mlp = ln_1, attn, ln_2, mlp
 
-    def forward(self, x: torch.Tensor, rope, cache: dict | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), rope, cache)
+    def forward(self, x: torch.Tensor, rope, cache: dict | None = None,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), rope, cache, attention_mask)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -207,21 +216,32 @@ class Transformer(nn.Module):
         return n - self.wpe.weight.numel() if non_embedding and self.wpe is not None else n
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                caches: list[dict] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, T, vocab) and, given targets (-100 = ignore), the mean cross-entropy."""
+                caches: list[dict] | None = None, positions: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, vocab) and, given targets (-100 = ignore), the mean cross-entropy.
+
+        For padded batches (serving), positions (B, T) gives each token's position in its own sequence
+        and attention_mask (B, cached+T) marks the real tokens of the cache and of idx.
+        """
         B, T = idx.shape
         past = caches[0]["k"].shape[2] if caches and "k" in caches[0] else 0
-        if past + T > self.config.block_size:
-            raise ValueError(f"sequence of {past + T} tokens exceeds block_size {self.config.block_size}")
+        if positions is None:
+            if past + T > self.config.block_size:
+                raise ValueError(f"sequence of {past + T} tokens exceeds block_size {self.config.block_size}")
+            positions = torch.arange(past, past + T, device=idx.device)  # (T,)
+        elif not torch.compiler.is_exporting() and int(positions.max()) >= self.config.block_size:
+            raise ValueError(f"position {int(positions.max())} exceeds block_size {self.config.block_size}")
         x = self.wte(idx)  # (B, T, C)
         rope = None
         if self.wpe is not None:
-            x = x + self.wpe(torch.arange(past, past + T, device=idx.device))  # (T, C) broadcast
+            x = x + self.wpe(positions)  # (T, C) broadcast or (B, T, C)
         else:
-            rope = (self.rope_cos[past:past + T], self.rope_sin[past:past + T])  # (T, hs) each
+            rope = (self.rope_cos[positions], self.rope_sin[positions])  # (T, hs) or (B, T, hs) each
+            if positions.dim() == 2:
+                rope = (rope[0][:, None], rope[1][:, None])  # (B, 1, T, hs): broadcast over heads
         x = self.drop(x)
         for i, block in enumerate(self.h):
-            x = block(x, rope, caches[i] if caches is not None else None)
+            x = block(x, rope, caches[i] if caches is not None else None, attention_mask)
         logits = self.lm_head(self.ln_f(x))  # (B, T, vocab)
         loss = None
         if targets is not None:

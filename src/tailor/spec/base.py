@@ -16,18 +16,18 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)")
-_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|d|h|m|s)")
+_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
 def parse_duration(value: object) -> float:
-    """'15m', '1h30m', '90s', 45 (seconds) -> seconds."""
+    """'15m', '1h30m', '90s', '1d', 45 (seconds) -> seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     text = str(value).strip().lower().replace(" ", "")
     parts = _DURATION.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"expected a duration like '90s', '15m' or '1h30m', got {value!r}")
+        raise ValueError(f"expected a duration like '90s', '15m', '1h30m' or '1d', got {value!r}")
     return sum(float(n) * _UNITS[u] for n, u in parts)
 
 

@@ -36,6 +36,7 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
               progress: Progress | None = None) -> dict:
     """Write model/ (trained, with its tokenizer), checkpoints/, metrics.jsonl and summary.json."""
     from tailor.data import load_split
+    from tailor.deploy.manifest import write_manifest
     from tailor.models import load_model, save_model
     from tailor.tokenizer import Codec
     from tailor.train.batches import make_batches
@@ -66,6 +67,7 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
     save_model(model, final, {"tailor": model_card(spec)})
     for name in TOKENIZER_FILES:
         shutil.copy2(tokenizer_dir / name, final / name)
+    write_manifest(final)  # a server verifies the folder against it before loading
     summary.update(device=str(device), notes=notes, parameters=sum(p.numel() for p in model.parameters()))
     atomic_write_json(out_dir / "summary.json", summary)
     return summary

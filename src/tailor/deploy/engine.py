@@ -1,0 +1,148 @@
+"""Continuous batching: one thread steps every running request together through the model.
+
+Requests wait in a bounded queue (a full queue refuses at once; the server answers 429). Each step
+the engine prefills the newly admitted requests as one padded batch, steps the running ones by one
+token, merges the two, and drops the rows that finished. Tokens go back through each request's own
+callback as they are made, so streaming and time-to-first-token need nothing more.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from tailor.deploy.backends import KVState, merge_states, select_rows
+from tailor.models.transformer import sample_next
+
+
+@dataclass
+class GenRequest:
+    """One prompt to continue. `emit(kind, value)` receives ('token', id) then ('done', reason) or ('error', msg)."""
+
+    ids: list[int]
+    max_new_tokens: int
+    emit: Callable[[str, object], None]
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    cancelled: bool = False  # set by the caller (timeout, disconnect, stop string): the row is dropped
+    out: list[int] = field(default_factory=list)
+    generator: torch.Generator | None = None
+    submitted: float = field(default_factory=time.perf_counter)
+
+
+class Engine:
+    """A model backend behind a bounded queue and a batching thread."""
+
+    def __init__(self, backend, max_batch: int = 16, max_queue: int = 64, version: str = ""):
+        self.backend, self.max_batch, self.max_queue, self.version = backend, max_batch, max_queue, version
+        self._waiting: collections.deque[GenRequest] = collections.deque()
+        self._cond = threading.Condition()
+        self._running: list[GenRequest] = []
+        self._state: KVState | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name=f"engine-{version or 'model'}", daemon=True)
+        self._thread.start()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def submit(self, req: GenRequest) -> str:
+        """Queue a request: 'ok', or 'full' (queue at its bound) or 'stopped' (draining) with nothing queued."""
+        with self._cond:
+            if self._stopping:
+                return "stopped"
+            if len(self._waiting) + len(self._running) >= self.max_batch + self.max_queue:
+                return "full"  # every batch slot and every queue place is taken
+            if req.temperature > 0:
+                req.generator = torch.Generator().manual_seed(req.seed if req.seed is not None else
+                                                              int(torch.randint(0, 2**31 - 1, ()).item()))
+            self._waiting.append(req)
+            self._cond.notify()
+            return "ok"
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Take no new requests, finish every queued and running one, stop the thread; True when done."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _admit(self) -> list[GenRequest]:
+        with self._cond:
+            while not self._waiting and not self._running and not self._stopping:
+                self._cond.wait()
+            room = self.max_batch - len(self._running)
+            new = []
+            while self._waiting and len(new) < room:
+                req = self._waiting.popleft()
+                if not req.cancelled:
+                    new.append(req)
+            return new
+
+    def _loop(self) -> None:
+        while True:
+            new = self._admit()
+            if not new and not self._running:
+                if self._stopping and not self._waiting:
+                    return
+                continue
+            try:
+                self._step(new)
+            except Exception as e:  # a broken batch fails its requests; the engine keeps serving
+                for req in self._running + new:
+                    req.emit("error", f"{type(e).__name__}: {e}")
+                self._running, self._state = [], None
+
+    def _step(self, new: list[GenRequest]) -> None:
+        parts = []
+        if self._running:
+            last = torch.tensor([r.out[-1] for r in self._running])
+            parts.append(self.backend.step(self._state, last))
+        if new:
+            state, logits = self.backend.prefill([r.ids for r in new])
+            self._state = state if self._state is None else merge_states(self._state, state)
+            self._running += new
+            parts.append(logits)
+        logits = torch.cat(parts) if len(parts) > 1 else parts[0]
+        next_ids = self._sample(logits)
+        keep = []
+        for i, (req, tok) in enumerate(zip(self._running, next_ids.tolist())):
+            req.out.append(tok)
+            req.emit("token", tok)
+            reason = self._finished(req, tok)
+            if reason:
+                req.emit("done", reason)
+            else:
+                keep.append(i)
+        if len(keep) < len(self._running):
+            self._running = [self._running[i] for i in keep]
+            self._state = select_rows(self._state, keep) if keep else None
+
+    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+        """Greedy rows by one argmax; each sampling row with its own seeded generator."""
+        out = logits.argmax(dim=-1)
+        for i, req in enumerate(self._running):
+            if req.temperature > 0:
+                out[i] = sample_next(logits[i:i + 1], req.temperature, req.top_p, req.generator)[0, 0]
+        return out
+
+    def _finished(self, req: GenRequest, tok: int) -> str | None:
+        if req.cancelled:
+            return "cancelled"
+        if tok in self.backend.eos_ids:
+            return "stop"
+        if len(req.out) >= req.max_new_tokens or len(req.ids) + len(req.out) >= self.backend.block_size:
+            return "length"
+        return None

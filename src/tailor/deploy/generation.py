@@ -1,0 +1,103 @@
+"""From the engine's tokens to text for one HTTP request: stop strings, streaming deltas, timeouts.
+
+The engine thread hands tokens to the request's asyncio queue; this side turns the growing token
+list into text, cuts it at the first stop string (and stops the row), and holds back what might
+still become a stop string or an unfinished UTF-8 character.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from tailor.deploy.engine import GenRequest
+
+
+class Busy(Exception):
+    """Every batch slot and queue place is taken (429)."""
+
+
+class TimedOut(Exception):
+    """The request was not answered within the limit (504)."""
+
+
+@dataclass
+class Params:
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    text: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    first_token_s: float | None = None
+    version: str = ""
+
+
+async def generate(host, ids: list[int], params: Params, timeout: float, result: Result) -> AsyncIterator[str]:
+    """Yield text deltas as the model makes them; `result` holds the totals when the iterator ends."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    start = time.perf_counter()
+    req = GenRequest(ids, params.max_tokens, lambda kind, value: loop.call_soon_threadsafe(queue.put_nowait, (kind, value)),
+                     params.temperature, params.top_p, params.seed)
+    for _ in range(10):  # a swap in progress: the old engine stopped taking requests, the new one takes them
+        engine = host.engine
+        status = engine.submit(req)
+        if status != "stopped":
+            break
+        await asyncio.sleep(0.01)
+    if status != "ok":
+        raise Busy
+    backend = engine.backend
+    result.prompt_tokens, result.version = len(ids), host.current.version
+    holdback = max((len(s) for s in params.stop), default=1) - 1
+    emitted = 0
+    try:
+        while True:
+            remaining = timeout - (time.perf_counter() - start)
+            try:
+                kind, value = await asyncio.wait_for(queue.get(), max(remaining, 0.001))
+            except TimeoutError:
+                raise TimedOut from None
+            if kind == "error":
+                raise RuntimeError(str(value))
+            if kind == "token" and result.first_token_s is None:
+                result.first_token_s = time.perf_counter() - start
+            text = backend.decode(req.out)
+            cut = [text.index(s) for s in params.stop if s and s in text]
+            if cut:
+                req.cancelled = True
+                text, result.finish_reason = text[: min(cut)], "stop"
+            elif kind == "done":
+                result.finish_reason = "stop" if value == "stop" else "length"
+            if result.finish_reason:
+                result.text, result.completion_tokens = text, len(req.out)
+                if len(text) > emitted:
+                    yield text[emitted:]
+                return
+            safe = len(text) - holdback
+            while safe > emitted and text[safe - 1] == "\ufffd":  # half a UTF-8 character so far
+                safe -= 1
+            if safe > emitted:
+                yield text[emitted:safe]
+                emitted = safe
+    finally:
+        if result.finish_reason is None:
+            req.cancelled = True  # timeout or client gone: free the batch slot
+
+
+async def complete(host, ids: list[int], params: Params, timeout: float) -> Result:
+    """The whole completion at once."""
+    result = Result()
+    async for _ in generate(host, ids, params, timeout, result):
+        pass
+    return result

@@ -1,0 +1,130 @@
+"""Servers on 127.0.0.1 for the deployment tests: uvicorn in a thread, or the `tailor serve` command."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(app) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free port in a thread; yields its URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        assert thread.is_alive() and time.time() < deadline, "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@contextlib.contextmanager
+def cli_server(args: list[str], url_scheme: str = "http", verify=True, env=None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`tailor serve ...` as a subprocess on a free port; yields (url, process)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tailor.cli", "serve", *args, "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    url = f"{url_scheme}://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/health", verify=verify).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise AssertionError(proc.stdout.read().decode())
+            time.sleep(0.2)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="session")
+def keys(home) -> dict[str, str]:
+    """An infer key and an admin key in the session's home."""
+    from tailor.deploy.auth import KeyStore
+
+    store = KeyStore(home / "keys.db")
+    return {"infer": store.create("tests", ["infer"])[1], "admin": store.create("ops", ["admin"])[1]}
+
+
+@pytest.fixture(scope="session")
+def served(finished_run, home, keys) -> Iterator[str]:
+    """The finished tiny run served with default settings; yields the URL."""
+    from tailor.deploy.server import create_app
+
+    _, run_dir = finished_run
+    with running(create_app(run_dir, home=home)) as url:
+        yield url
+
+
+def make_model_folder(folder: Path, tokenizer_dir: Path, seed: int = 0, **arch) -> Path:
+    """An untrained model with sharp logits (scaled embeddings), so greedy choices are far from ties."""
+    import shutil
+
+    import torch
+
+    from tailor.deploy.manifest import write_manifest
+    from tailor.models import save_model
+    from tailor.models.transformer import Transformer, TransformerConfig
+    from tailor.tokenizer import Codec
+
+    codec = Codec.load(tokenizer_dir)
+    torch.manual_seed(seed)
+    cfg = {"vocab_size": codec.vocab_size, "block_size": 64, "n_layer": 2, "n_head": 4, "n_embd": 32, "tie_weights": False} | arch
+    model = Transformer(TransformerConfig(**cfg))
+    with torch.no_grad():
+        model.lm_head.weight.mul_(40)
+    save_model(model, folder, {"tailor": {"name": folder.name, "format": "pairs",
+                                          "fields": {"input": "question", "output": "answer", "text": None}}})
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy2(tokenizer_dir / name, folder / name)
+    write_manifest(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def chatty_model(finished_run, tmp_path_factory) -> Path:
+    """A GPT-2-shaped model that talks (rarely stops), with the finished run's tokenizer."""
+    _, run_dir = finished_run
+    return make_model_folder(tmp_path_factory.mktemp("chatty") / "chatty", run_dir / "train" / "model")
+
+
+@pytest.fixture(scope="session")
+def served_chatty(chatty_model, home, keys) -> Iterator[str]:
+    from tailor.deploy.server import create_app
+
+    with running(create_app(chatty_model, home=home)) as url:
+        yield url
