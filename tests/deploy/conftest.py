@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -80,14 +81,6 @@ def keys(home) -> dict[str, str]:
     return {"infer": store.create("tests", ["infer"])[1], "admin": store.create("ops", ["admin"])[1]}
 
 
-@pytest.fixture(scope="session")
-def served(finished_run, home, keys) -> Iterator[str]:
-    """The finished tiny run served with default settings; yields the URL."""
-    from tailor.deploy.server import create_app
-
-    _, run_dir = finished_run
-    with running(create_app(run_dir, home=home)) as url:
-        yield url
 
 
 def make_model_folder(folder: Path, tokenizer_dir: Path, seed: int = 0, **arch) -> Path:
@@ -105,8 +98,12 @@ def make_model_folder(folder: Path, tokenizer_dir: Path, seed: int = 0, **arch) 
     torch.manual_seed(seed)
     cfg = {"vocab_size": codec.vocab_size, "block_size": 64, "n_layer": 2, "n_head": 4, "n_embd": 32, "tie_weights": False} | arch
     model = Transformer(TransformerConfig(**cfg))
-    with torch.no_grad():
+    with torch.no_grad():  # sharp logits, and only tokens that decode to printable ASCII can win
         model.lm_head.weight.mul_(40)
+        for i in range(codec.vocab_size):
+            text = codec.decode([i])
+            if not text or not all(32 <= ord(ch) < 127 for ch in text):
+                model.lm_head.weight[i] = 0
     save_model(model, folder, {"tailor": {"name": folder.name, "format": "pairs",
                                           "fields": {"input": "question", "output": "answer", "text": None}}})
     for name in ("tokenizer.json", "tokenizer_config.json"):
@@ -122,9 +119,17 @@ def chatty_model(finished_run, tmp_path_factory) -> Path:
     return make_model_folder(tmp_path_factory.mktemp("chatty") / "chatty", run_dir / "train" / "model")
 
 
+@dataclass
+class Served:
+    url: str
+    app: object
+
+
 @pytest.fixture(scope="session")
-def served_chatty(chatty_model, home, keys) -> Iterator[str]:
+def served_chatty(chatty_model, home, keys) -> Iterator[Served]:
+    """The talking model served with default settings."""
     from tailor.deploy.server import create_app
 
-    with running(create_app(chatty_model, home=home)) as url:
-        yield url
+    app = create_app(chatty_model, home=home)
+    with running(app) as url:
+        yield Served(url, app)

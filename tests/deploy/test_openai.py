@@ -15,7 +15,7 @@ PROMPTS = ["what colour is item 5", "item 3 colour?", "tell me the colour of ite
 
 @pytest.fixture(scope="module")
 def client(served_chatty, keys) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{served_chatty}/v1", api_key=keys["infer"], max_retries=0)
+    return openai.OpenAI(base_url=f"{served_chatty.url}/v1", api_key=keys["infer"], max_retries=0)
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +95,11 @@ def test_models_lists_the_served_model(client):
 
 
 def test_errors_come_back_as_openai_errors(client, served_chatty, keys):
+    url = served_chatty.url
     with pytest.raises(openai.UnprocessableEntityError, match="at most"):
         client.completions.create(model="chatty", prompt="item " * 200, max_tokens=4)
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=f"{served_chatty}/v1", api_key="tlr_nope_nope", max_retries=0).models.list()
-    res = httpx.post(f"{served_chatty}/v1/completions", json={"prompt": "x", "max_tokens": 0},
+        openai.OpenAI(base_url=f"{url}/v1", api_key="tlr_nope_nope", max_retries=0).models.list()
+    res = httpx.post(f"{url}/v1/completions", json={"prompt": "x", "max_tokens": 0},
                      headers={"Authorization": f"Bearer {keys['infer']}"})
     assert res.status_code == 422 and "max_tokens" in res.json()["error"]["message"]
