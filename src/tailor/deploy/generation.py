@@ -59,7 +59,8 @@ async def generate(host, ids: list[int], params: Params, timeout: float, result:
         raise Busy
     backend = engine.backend
     result.prompt_tokens, result.version = len(ids), host.current.version
-    holdback = max((len(s) for s in params.stop), default=1) - 1
+    stops = [s for s in params.stop if s]
+    holdback = max((len(s) for s in stops), default=1) - 1  # text that may still become a stop string
     emitted = 0
     try:
         while True:
@@ -73,7 +74,7 @@ async def generate(host, ids: list[int], params: Params, timeout: float, result:
             if kind == "token" and result.first_token_s is None:
                 result.first_token_s = time.perf_counter() - start
             text = backend.decode(req.out)
-            cut = [text.index(s) for s in params.stop if s and s in text]
+            cut = [text.index(s) for s in stops if s in text]
             if cut:
                 req.cancelled = True
                 text, result.finish_reason = text[: min(cut)], "stop"
