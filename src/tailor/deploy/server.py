@@ -128,7 +128,7 @@ def _sse(obj: dict | str) -> str:
 
 
 def create_app(source: str | Path, serve: Serve | None = None, monitor: Monitor | None = None,
-               home: str | Path = ".tailor", verify: bool = True) -> FastAPI:
+               home: str | Path = ".tailor", verify: bool = True, registry_poll: float = 2.0) -> FastAPI:
     """The FastAPI app serving a run, a model folder, or `registry:NAME` (its champion, hot-swapped)."""
     serve, monitor, home = serve or Serve(), monitor or Monitor(), Path(home)
     host = ModelHost(str(source), home / "registry", serve.limits.max_batch, serve.limits.max_queue, verify=verify)
@@ -137,7 +137,7 @@ def create_app(source: str | Path, serve: Serve | None = None, monitor: Monitor 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         state.alerter.start()
-        host.watch()
+        host.watch(registry_poll)
         yield
         state.alerter.stop()
         host.stop()
@@ -231,8 +231,9 @@ def create_app(source: str | Path, serve: Serve | None = None, monitor: Monitor 
             for ids, limit in zip(encoded, limits)))
         for r in results:
             state.record(r)
-        return {**head, "choices": [{"index": i, "text": r.text, "finish_reason": r.finish_reason, "logprobs": None}
-                                    for i, r in enumerate(results)], "usage": _choice_usage(results)}
+        return {**head, "system_fingerprint": results[0].version,  # the model version that answered
+                "choices": [{"index": i, "text": r.text, "finish_reason": r.finish_reason, "logprobs": None}
+                            for i, r in enumerate(results)], "usage": _choice_usage(results)}
 
     @app.post("/v1/chat/completions")
     async def chat(req: ChatRequest, key: KeyInfo = _scope("infer")):
@@ -259,7 +260,7 @@ def create_app(source: str | Path, serve: Serve | None = None, monitor: Monitor 
             return stream(ids, params, chunk, request_id, first={"role": "assistant", "content": ""})
         result = await run_one(ids, params)
         state.record(result)
-        return {**head, "object": "chat.completion",
+        return {**head, "object": "chat.completion", "system_fingerprint": result.version,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
                              "finish_reason": result.finish_reason}], "usage": _choice_usage([result])}
 
