@@ -202,11 +202,16 @@ def serve(
     from tailor.deploy.cloud import platform_port
     from tailor.deploy.server import serve as serve_model
 
+    from pydantic import ValidationError
+
     deploy = _deploy_spec(model, spec)
-    cfg = deploy.serve.model_copy(update={k: v for k, v in {
-        "platform": platform, "tls_cert": str(tls_cert) if tls_cert else None,
-        "tls_key": str(tls_key) if tls_key else None}.items() if v is not None})
-    cfg = type(cfg).model_validate(cfg.model_dump())  # re-check the combination (platform name, TLS pair)
+    flags = {"platform": platform, "tls_cert": str(tls_cert) if tls_cert else None,
+             "tls_key": str(tls_key) if tls_key else None}
+    try:
+        cfg = type(deploy.serve).model_validate(deploy.serve.model_dump() | {k: v for k, v in flags.items() if v})
+    except ValidationError as e:
+        raise TailorError("; ".join(f"--{'-'.join(map(str, x['loc'])).replace('_', '-') or 'options'}: "
+                                    f"{x['msg'].removeprefix('Value error, ')}" for x in e.errors())) from None
     if cfg.platform != "none":
         cfg.host, cfg.port = host or "0.0.0.0", port or platform_port(cfg.platform)  # nosec B104: container port
     else:
