@@ -19,6 +19,8 @@ import torch
 from tailor.deploy.backends import KVState, merge_states, select_rows
 from tailor.models.transformer import sample_next
 
+MIN_TEMPERATURE = 1e-4  # below this, dividing logits by the temperature overflows: decode greedily
+
 
 @dataclass
 class GenRequest:
@@ -64,7 +66,7 @@ class Engine:
                 return "stopped"
             if len(self._waiting) + len(self._running) >= self.max_batch + self.max_queue:
                 return "full"  # every batch slot and every queue place is taken
-            if req.temperature > 0:
+            if req.temperature >= MIN_TEMPERATURE:
                 req.generator = torch.Generator().manual_seed(req.seed if req.seed is not None else
                                                               int(torch.randint(0, 2**31 - 1, ()).item()))
             self._waiting.append(req)
@@ -87,7 +89,9 @@ class Engine:
             new = []
             while self._waiting and len(new) < room:
                 req = self._waiting.popleft()
-                if not req.cancelled:
+                if req.cancelled:
+                    req.emit("done", "cancelled")
+                else:
                     new.append(req)
             return new
 
@@ -134,7 +138,7 @@ class Engine:
         """Greedy rows by one argmax; each sampling row with its own seeded generator."""
         out = logits.argmax(dim=-1)
         for i, req in enumerate(self._running):
-            if req.temperature > 0:
+            if req.temperature >= MIN_TEMPERATURE:
                 out[i] = sample_next(logits[i:i + 1], req.temperature, req.top_p, req.generator)[0, 0]
         return out
 

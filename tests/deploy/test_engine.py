@@ -1,0 +1,89 @@
+"""The batching engine: rows of any length decoded together equal one-at-a-time generate()."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from tailor.deploy.backends import KVState, merge_states, select_rows
+from tailor.deploy.engine import Engine, GenRequest
+from tailor.models.transformer import Transformer, TransformerConfig
+
+
+class ModelBackend:
+    """A bare Transformer behind the TailorBackend batching methods (no tokenizer needed)."""
+
+    def __init__(self, model: Transformer, eos: int = 99):
+        from tailor.deploy.backends import TailorBackend
+
+        self.model, self.device, self.block_size, self.eos_ids, self.pad_id = model, "cpu", model.config.block_size, {eos}, 0
+        self.prefill = TailorBackend.prefill.__get__(self)
+        self.step = TailorBackend.step.__get__(self)
+
+
+def run_all(engine: Engine, requests: list[GenRequest], stagger: float = 0.0) -> None:
+    done = threading.Semaphore(0)
+    for r in requests:
+        r.emit = lambda kind, v: done.release() if kind in ("done", "error") else None
+        assert engine.submit(r) == "ok"
+        time.sleep(stagger)  # later requests join a batch that is already decoding
+    for _ in requests:
+        assert done.acquire(timeout=60)
+
+
+@pytest.mark.parametrize("arch", [{}, {"positions": "rope", "norm": "rmsnorm", "activation": "swiglu", "n_kv_head": 2},
+                                  {"window": 6}], ids=["gpt2", "llama", "sliding-window"])
+def test_continuous_batching_equals_sequential_generation(arch):
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(vocab_size=100, block_size=48, n_layer=2, n_head=4, n_embd=32, **arch)).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(30)
+    prompts = [torch.randint(0, 99, (n,)).tolist() for n in (3, 7, 1, 12, 5, 9, 2, 20, 4, 6, 46)]
+    engine = Engine(ModelBackend(model), max_batch=4)
+    requests = [GenRequest(p, 30, None) for p in prompts]
+    run_all(engine, requests, stagger=0.002)
+    for p, r in zip(prompts, requests):
+        assert r.out == model.generate(torch.tensor([p]), 30, stop_ids={99})[0, len(p):].tolist()
+    assert len(requests[-1].out) == 2  # stops at the block size like generate()
+    assert engine.drain(5)
+
+
+def test_merge_and_select_keep_rows_right_aligned():
+    def state(lengths, width):
+        mask = torch.tensor([[False] * (width - n) + [True] * n for n in lengths])
+        kv = [[torch.arange(len(lengths) * width, dtype=torch.float).view(len(lengths), 1, width, 1)] * 2]
+        return KVState(kv, mask, torch.tensor(lengths))
+
+    merged = merge_states(state([2, 3], 3), state([5], 5))
+    assert merged.mask.tolist() == [[False, False, False, True, True], [False, False, True, True, True], [True] * 5]
+    assert merged.kv[0][0][0, 0, :, 0].tolist() == [0, 0, 0, 1, 2]
+    kept = select_rows(merged, [0, 1])
+    assert kept.mask.shape == (2, 3) and kept.pos.tolist() == [2, 3]  # the all-padding columns are trimmed
+
+
+def test_queue_bound_cancellation_and_draining():
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(vocab_size=100, block_size=64, n_layer=1, n_head=2, n_embd=16)).eval()
+    engine = Engine(ModelBackend(model, eos=-1), max_batch=1, max_queue=1)
+    events: list[tuple[str, object]] = []
+    long = GenRequest([1, 2], 60, lambda k, v: events.append((k, v)))
+    waiting = GenRequest([3], 5, lambda k, v: events.append((k, v)))
+    assert engine.submit(long) == "ok" and engine.submit(waiting) == "ok"
+    assert engine.submit(GenRequest([4], 5, lambda k, v: None)) == "full"
+    long.cancelled = True  # the client went away: its slot frees at the next step
+    assert engine.drain(10)
+    assert ("done", "cancelled") in events and len(waiting.out) == 5
+    assert engine.submit(GenRequest([5], 5, lambda k, v: None)) == "stopped"
+
+
+def test_a_temperature_too_small_to_divide_by_decodes_greedily():
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(vocab_size=100, block_size=32, n_layer=1, n_head=2, n_embd=16)).eval()
+    engine = Engine(ModelBackend(model), max_batch=2)
+    tiny, greedy = GenRequest([1, 2, 3], 8, None, temperature=1e-300), GenRequest([1, 2, 3], 8, None)
+    run_all(engine, [tiny, greedy])
+    assert tiny.out == greedy.out and len(tiny.out) == 8
+    engine.drain(5)
