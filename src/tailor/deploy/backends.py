@@ -119,8 +119,9 @@ class TailorBackend:
         """Feed one token per row (B,); the state grows by one column; logits (B, vocab)."""
         mask = torch.cat([state.mask, torch.ones_like(state.mask[:, :1])], dim=1)
         caches = [{"k": k, "v": v} for k, v in state.kv]
+        padded = not bool(state.mask.all())  # no padding left: the plain (faster) attention path applies
         logits, _ = self.model(next_ids[:, None].to(self.device), caches=caches, positions=state.pos[:, None],
-                               attention_mask=mask)
+                               attention_mask=mask if padded else None)
         state.kv, state.mask, state.pos = [[c["k"], c["v"]] for c in caches], mask, state.pos + 1
         return logits[:, -1, :]
 

@@ -42,13 +42,20 @@ class Result:
     version: str = ""
 
 
-async def generate(host, ids: list[int], params: Params, timeout: float, result: Result) -> AsyncIterator[str]:
-    """Yield text deltas as the model makes them; `result` holds the totals when the iterator ends."""
+async def generate(host, ids: list[int], params: Params, timeout: float, result: Result,
+                   stream: bool = True) -> AsyncIterator[str]:
+    """Yield text deltas as the model makes them (stream=False: only at the end); `result` holds the totals."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     start = time.perf_counter()
-    req = GenRequest(ids, params.max_tokens, lambda kind, value: loop.call_soon_threadsafe(queue.put_nowait, (kind, value)),
-                     params.temperature, params.top_p, params.seed)
+    stops = [s for s in params.stop if s]
+    every_token = stream or bool(stops)  # else only the first token (for time-to-first-token) and the end matter
+
+    def emit(kind: str, value) -> None:  # runs in the engine thread: wake the event loop only when needed
+        if kind != "token" or every_token or len(req.out) == 1:
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+
+    req = GenRequest(ids, params.max_tokens, emit, params.temperature, params.top_p, params.seed)
     for _ in range(10):  # a swap in progress: the old engine stopped taking requests, the new one takes them
         engine = host.engine
         status = engine.submit(req)
@@ -59,7 +66,6 @@ async def generate(host, ids: list[int], params: Params, timeout: float, result:
         raise Busy
     backend = engine.backend
     result.prompt_tokens, result.version = len(ids), host.current.version
-    stops = [s for s in params.stop if s]
     holdback = max((len(s) for s in stops), default=1) - 1  # text that may still become a stop string
     emitted = 0
     try:
@@ -73,6 +79,8 @@ async def generate(host, ids: list[int], params: Params, timeout: float, result:
                 raise RuntimeError(str(value))
             if kind == "token" and result.first_token_s is None:
                 result.first_token_s = time.perf_counter() - start
+                if not every_token:
+                    continue
             text = backend.decode(req.out)
             cut = [text.index(s) for s in stops if s in text]
             if cut:
@@ -99,6 +107,6 @@ async def generate(host, ids: list[int], params: Params, timeout: float, result:
 async def complete(host, ids: list[int], params: Params, timeout: float) -> Result:
     """The whole completion at once."""
     result = Result()
-    async for _ in generate(host, ids, params, timeout, result):
+    async for _ in generate(host, ids, params, timeout, result, stream=False):
         pass
     return result

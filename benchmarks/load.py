@@ -1,0 +1,102 @@
+"""A bounded load above capacity on 127.0.0.1: the server must answer 429, never 5xx, keep every request
+it accepted, and keep its memory flat.
+
+Capacity is max_batch + max_queue requests in the server at once; the load offers --clients
+concurrent clients (more than that) for --seconds, each sending completions back to back.
+One summary line at the end.
+
+    python benchmarks/load.py [--clients 48] [--seconds 30] [--batch 8] [--queue 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from harness import build_model, prompts, rss_mb, server  # noqa: E402
+
+
+async def offer_load(url: str, headers: dict, clients: int, seconds: float, max_tokens: int) -> dict:
+    """Clients that send requests back to back until the time is up; counts by outcome."""
+    counts: collections.Counter = collections.Counter()
+    texts = prompts(256, seed=2)
+    deadline = time.monotonic() + seconds
+
+    async def client(i: int, http: httpx.AsyncClient) -> None:
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            try:
+                res = await http.post(f"{url}/v1/completions", headers=headers, json={
+                    "prompt": texts[(i * 31 + n) % len(texts)], "max_tokens": max_tokens, "temperature": 0})
+            except httpx.HTTPError as e:  # an accepted request that got no answer
+                counts[f"transport:{type(e).__name__}"] += 1
+                continue
+            counts[res.status_code] += 1
+            if res.status_code == 200 and res.json()["usage"]["completion_tokens"] != max_tokens:
+                counts["short answer"] += 1
+            if res.status_code == 429:
+                await asyncio.sleep(0.05)  # a client that honours the refusal a little
+
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=clients + 8)) as http:
+        await asyncio.gather(*(client(i, http) for i in range(clients)))
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=48)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--queue", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=24)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_model(Path(tmp) / "model")
+        spec = Path(tmp) / "spec.yaml"
+        spec.write_text(yaml.safe_dump({
+            "name": "load", "problem": {"domain": "load test", "task": "answer"},
+            "data": {"sources": [{"type": "files", "path": str(folder)}]},
+            "deploy": {"serve": {"limits": {"max_batch": args.batch, "max_queue": args.queue, "timeout": 60}}}}))
+        with server(folder, Path(tmp) / "home", spec) as (url, headers, pid):
+            asyncio.run(offer_load(url, headers, args.batch, 3, args.max_tokens))  # warm up below capacity
+            memory: list[float] = []
+            stop = threading.Event()
+
+            def sample() -> None:
+                while not stop.wait(0.5):
+                    memory.append(rss_mb(pid))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            start = time.perf_counter()
+            counts = asyncio.run(offer_load(url, headers, args.clients, args.seconds, args.max_tokens))
+            elapsed = time.perf_counter() - start
+            stop.set()
+            sampler.join()
+    total = sum(counts.values())
+    server_errors = sum(v for k, v in counts.items() if isinstance(k, int) and k >= 500)
+    unanswered = sum(v for k, v in counts.items() if isinstance(k, str) and k.startswith("transport:"))
+    quarter = max(1, len(memory) // 4)
+    early, late = sum(memory[:quarter]) / quarter, sum(memory[-quarter:]) / quarter
+    growth = (late - early) / early
+    verdict = "PASS" if server_errors == unanswered == counts["short answer"] == 0 and growth < 0.1 and counts[429] else "FAIL"
+    print(f"load ({args.clients} clients for {elapsed:.0f}s against capacity {args.batch}+{args.queue}): "
+          f"{total} requests, {counts[200]} answered 200 ({counts[200] / elapsed:.1f}/s), {counts[429]} refused 429, "
+          f"{server_errors} 5xx, {unanswered} accepted but unanswered, other {dict((k, v) for k, v in counts.items() if k not in (200, 429) and not isinstance(k, str))}, "
+          f"{counts['short answer']} cut short; "
+          f"server memory {early:.0f} -> {late:.0f} MB ({100 * growth:+.1f}%, max {max(memory):.0f} MB): {verdict}")
+
+
+if __name__ == "__main__":
+    main()
