@@ -100,3 +100,31 @@ def test_int8_export_reports_the_accuracy_change_on_held_out_data(finished_run, 
     assert int8["float32"]["max_abs_logit_diff"] < 1e-3 and int8["float32"]["top1_agreement_with_pytorch"] == 1.0
     assert abs(int8["int8_loss_change"] - (int8["int8"]["loss"] - int8["float32"]["loss"])) < 1e-9
     assert 0.5 < int8["int8"]["top1_agreement_with_pytorch"] <= 1.0
+
+
+def test_gguf_export_loads_back_through_transformers_with_the_same_logits(finished_run, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tailor.deploy.export import run_export
+    from tailor.models import load_model
+    from tailor.tokenizer import Codec
+
+    _, run_dir = finished_run
+    folder = make_model_folder(tmp_path / "m", run_dir / "train" / "model", **LLAMA)
+    model = load_model(folder).eval()
+    ids = torch.randint(0, model.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(ids)[0]
+    run_export(folder, "hf", tmp_path / "hf")  # a transformers Llama folder (as a merged SmolLM2 would be) too
+    for source, out in ((folder, tmp_path / "gguf"), (tmp_path / "hf", tmp_path / "gguf-from-hf")):
+        report = run_export(source, "gguf", out)
+        assert report["format"] == "gguf"
+        back = AutoModelForCausalLM.from_pretrained(out, gguf_file="model.gguf").eval()
+        with torch.no_grad():
+            assert (back(ids).logits - expected).abs().max() < 1e-4
+    tok = AutoTokenizer.from_pretrained(tmp_path / "gguf", gguf_file="model.gguf")
+    text = "tell me the colour of item 11, héllo"
+    assert tok(text, add_special_tokens=False)["input_ids"] == Codec.load(folder).encode(text)
+    gpt2_shaped = make_model_folder(tmp_path / "g", run_dir / "train" / "model")
+    with pytest.raises(TailorError, match="Llama-family"):
+        run_export(gpt2_shaped, "gguf", tmp_path / "no")
