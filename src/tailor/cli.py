@@ -513,6 +513,24 @@ def human_results(name: str = typer.Argument(..., help="Study name."),
                   f"; alpha {f(w['alpha'])}, kappa {f(w['kappa'])}")
 
 
+@app.command()
+def encrypt(
+    paths: list[Path] = typer.Argument(None, help="Files or folders (a run, a model folder, a data folder)."),
+    new_key: bool = typer.Option(False, "--new-key", help="Print a fresh key for TAILOR_DATA_KEY and stop."),
+) -> None:
+    """Encrypt weights, tokenizers and data at rest with TAILOR_DATA_KEY; they are decrypted only in memory."""
+    from tailor.deploy.encryption import encrypt_tree
+    from tailor.deploy.encryption import new_key as make_key
+
+    if new_key:
+        out.print(make_key(), markup=False, highlight=False)
+        return
+    if not paths:
+        raise TailorError("give the files or folders to encrypt (or --new-key)")
+    done = [p for path in paths for p in encrypt_tree(path)]
+    out.print(f"encrypted {len(done)} file(s)")
+
+
 def main() -> None:
     """Console entry point: user errors print one message and exit 2; --debug shows the traceback."""
     try:

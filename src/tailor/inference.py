@@ -16,7 +16,8 @@ def resolve_model_dir(path: str | Path) -> Path:
     """A run directory (its trained model), a train stage folder, or a model folder itself."""
     path = Path(path)
     for candidate in (path / "train" / "model", path / "model", path):
-        if (candidate / "config.json").is_file() and (candidate / "tokenizer.json").is_file():
+        if (candidate / "config.json").is_file() and ((candidate / "tokenizer.json").is_file()
+                                                     or (candidate / "tokenizer.json.enc").is_file()):
             return candidate
     raise TailorError(f"{path}: neither a finished run (no train/model/) nor a model folder "
                       "(config.json + tokenizer.json)")

@@ -34,12 +34,14 @@ class Codec:
     @classmethod
     def load(cls, folder: Path) -> Codec:
         folder = Path(folder)
+        from tailor.deploy import encryption
+
         path = folder / "tokenizer.json"
-        if not path.is_file():
+        if not encryption.exists(path):
             raise TailorError(f"{folder}: no tokenizer.json")
         config = json.loads((folder / "tokenizer_config.json").read_text()) if (folder / "tokenizer_config.json").exists() else {}
-        return cls(Tokenizer.from_file(str(path)), config.get("eos_token", EOS), config.get("pad_token", PAD),
-                   config.get("sep_token", SEP))
+        tokenizer = Tokenizer.from_str(encryption.read_bytes(path).decode("utf-8"))  # .enc: decrypted in memory
+        return cls(tokenizer, config.get("eos_token", EOS), config.get("pad_token", PAD), config.get("sep_token", SEP))
 
     @property
     def vocab_size(self) -> int:

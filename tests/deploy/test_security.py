@@ -156,3 +156,33 @@ def test_keystore_rejects_malformed_keys(tmp_path):
     assert store.check(key).id == info.id
     for bad in ("", "tlr_", "tlr__", key + "x", key.replace("tlr_", "tlx_"), "tlr_" + info.id + "_"):
         assert store.check(bad) is None
+
+
+def test_encrypted_model_and_data_are_served_and_read_from_memory_only(finished_run, tmp_path, monkeypatch):
+    from tailor.data import load_split
+    from tailor.deploy.host import ModelHost
+    from tailor.inference import Generator
+
+    _, run_dir = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    expected = Generator(run).complete("what colour is item 5", 4)
+    train = load_split(run / "data", "train")
+    runner = CliRunner()
+    key = runner.invoke(cli, ["encrypt", "--new-key"]).stdout.strip()
+    monkeypatch.setenv("TAILOR_DATA_KEY", key)
+    assert runner.invoke(cli, ["encrypt", str(run / "train" / "model"), str(run / "data")]).exit_code == 0
+    model_dir = run / "train" / "model"
+    assert not (model_dir / "model.safetensors").exists() and (model_dir / "model.safetensors.enc").is_file()
+    assert b"colour" not in (model_dir / "tokenizer.json.enc").read_bytes()
+    assert not (run / "data" / "train.parquet").exists() and load_split(run / "data", "train") == train
+    host = ModelHost(str(run))  # the manifest now lists the encrypted files; it still verifies
+    assert host.engine.backend.decode(host.engine.backend.encode_prompt("x")) == "x"
+    host.stop()
+    assert Generator(run).complete("what colour is item 5", 4).text == expected.text
+    monkeypatch.setenv("TAILOR_DATA_KEY", runner.invoke(cli, ["encrypt", "--new-key"]).stdout.strip())
+    with pytest.raises(TailorError, match="wrong TAILOR_DATA_KEY"):
+        Generator(run)
+    monkeypatch.delenv("TAILOR_DATA_KEY")
+    with pytest.raises(TailorError, match="TAILOR_DATA_KEY is not set"):
+        load_split(run / "data", "train")

@@ -20,10 +20,15 @@ from tailor.spec.base import SPLITS
 
 def load_split(data_dir: Path, split: str) -> list[dict]:
     """Records of one split written by the data stage."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from tailor.deploy import encryption
+
     path = Path(data_dir) / f"{split}.parquet"
-    return pq.read_table(path).to_pylist() if path.exists() else []
+    if not encryption.exists(path):
+        return []
+    return pq.read_table(pa.BufferReader(encryption.read_bytes(path))).to_pylist()  # .enc: decrypted in memory
 
 
 def _write_parquet(path: Path, records: list[dict]) -> None:

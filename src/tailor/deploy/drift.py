@@ -85,18 +85,16 @@ def reference_texts(run_or_model: str | Path, limit: int = 2000) -> list[str] | 
     if (model_dir / REFERENCE).is_file():
         lines = (model_dir / REFERENCE).read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines[:limit]]
-    for run_dir in (folder, model_dir.parent.parent):  # a run, or its train/model folder
-        path = run_dir / "data" / "train.parquet"
-        if path.is_file():
-            import pyarrow.parquet as pq
+    from tailor.data import load_split
+    from tailor.deploy import encryption
 
+    for run_dir in (folder, model_dir.parent.parent):  # a run, or its train/model folder
+        if encryption.exists(run_dir / "data" / "train.parquet"):
             card = json.loads((model_dir / "config.json").read_text()).get("tailor", {})
             fields = card.get("fields") or {}
             column = fields.get("input") or fields.get("text") or "text"
-            table = pq.read_table(path)
-            if column not in table.column_names:
-                return None
-            return [str(t) for t in table.column(column).to_pylist()[:limit] if t is not None]
+            texts = [r.get(column) for r in load_split(run_dir / "data", "train")[:limit]]
+            return [str(t) for t in texts if t is not None] or None
     return None
 
 

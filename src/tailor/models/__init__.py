@@ -37,7 +37,19 @@ def load_model(folder: Path, device: str | torch.device = "cpu") -> Transformer:
         raise TailorError(f"{config_path}: model_type {config.get('model_type')!r} is not {MODEL_TYPE!r}")
     fields = TransformerConfig.__dataclass_fields__
     model = Transformer(TransformerConfig(**{k: v for k, v in config.items() if k in fields}))
-    load_weights(model, str(folder / "model.safetensors"), device=str(device))
+    weights = folder / "model.safetensors"
+    if weights.is_file():
+        load_weights(model, str(weights), device=str(device))
+    else:  # encrypted at rest: decrypted in memory only
+        from safetensors.torch import load as load_bytes
+
+        from tailor.deploy.encryption import read_bytes
+
+        result = model.load_state_dict(load_bytes(read_bytes(weights)), strict=False)
+        tied = {"lm_head.weight", "wte.weight"} if model.config.tie_weights else set()
+        if result.unexpected_keys or set(result.missing_keys) - tied:
+            raise TailorError(f"{weights}: weights do not fit the config (missing {result.missing_keys[:3]}, "
+                              f"unexpected {result.unexpected_keys[:3]})")
     return model.to(device)
 
 
