@@ -87,3 +87,20 @@ def test_a_temperature_too_small_to_divide_by_decodes_greedily():
     run_all(engine, [tiny, greedy])
     assert tiny.out == greedy.out and len(tiny.out) == 8
     engine.drain(5)
+
+
+def test_a_top_p_that_underflows_keeps_the_most_likely_token():
+    from tailor.models.transformer import sample_next
+
+    logits = torch.tensor([[0.1, 3.0, 0.2]])
+    for top_p in (5e-324, 1e-50, 1e-9):
+        assert sample_next(logits, 1.0, top_p, torch.Generator().manual_seed(0)).item() == 1
+
+
+def test_an_empty_prompt_starts_from_end_of_text(finished_run):
+    from tailor.deploy.backends import TailorBackend
+
+    _, run_dir = finished_run
+    backend = TailorBackend(run_dir / "train" / "model")
+    backend.card = {**backend.card, "format": "text"}
+    assert backend.encode_prompt("") == [backend.codec.eos_id]

@@ -21,7 +21,7 @@ def test_generated_requests_never_get_a_server_error(chatty_model, home, keys):
         seen: dict[int, int] = {}
         for operation in operations:
             @given(case=operation.as_strategy())
-            @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            @settings(max_examples=30, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
             def no_5xx(case):
                 for key in (keys["admin"], None):
                     response = case.call(headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=30)

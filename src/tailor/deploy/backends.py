@@ -85,7 +85,8 @@ class TailorBackend:
         return self.card.get("format") == "pairs"
 
     def encode_prompt(self, text: str) -> list[int]:
-        return self.codec.prompt(text) if self.pairs else self.codec.encode(text)
+        """The ids the model continues; an empty text prompt starts from end-of-text, as GPT-2 does."""
+        return self.codec.prompt(text) if self.pairs else (self.codec.encode(text) or [self.codec.eos_id])
 
     def encode_chat(self, messages: list[dict]) -> list[int]:
         """A question/answer model answers the last user message; a corpus model continues a transcript."""
@@ -148,7 +149,9 @@ class HFBackend:
         self.name = self.folder.name
 
     def encode_prompt(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=True)["input_ids"]
+        ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
+        start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else min(self.eos_ids)
+        return ids or [start]
 
     def encode_chat(self, messages: list[dict]) -> list[int]:
         if not self.tokenizer.chat_template:

@@ -275,6 +275,7 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
     probs = F.softmax(logits.float() / temperature, dim=-1)
     if top_p < 1.0:
         sorted_p, order = probs.sort(dim=-1, descending=True)
-        keep = sorted_p.cumsum(dim=-1) - sorted_p < top_p  # always keeps the most likely token
+        keep = sorted_p.cumsum(dim=-1) - sorted_p < top_p
+        keep[..., 0] = True  # the most likely token, even when top_p underflows in float32
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
     return torch.multinomial(probs, 1, generator=generator)
