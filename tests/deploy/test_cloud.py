@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
+import pytest
 
 from tailor.deploy.cloud import platform_port
 from tailor.deploy.server import create_app
@@ -60,3 +62,19 @@ def test_the_serve_command_names_a_wrong_platform_without_a_traceback(chatty_mod
                           "--home", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "--platform: Input should be 'none', 'sagemaker', 'vertex' or 'azure'" in res.stderr
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({"AIP_HTTP_PORT": "8080"}, "serve /model --platform vertex"),
+    ({"AZUREML_MODEL_DIR": "/var/azureml-app/m"}, "serve /var/azureml-app/m --platform azure"),
+    ({"TAILOR_MODEL": "/srv/m"}, "serve /srv/m --host 0.0.0.0 --port 8000"),
+], ids=["vertex", "azure", "plain"])
+def test_the_container_entrypoint_picks_the_platform_from_its_environment(tmp_path, env, expected):
+    stub = tmp_path / "tailor"
+    stub.write_text('#!/bin/sh\necho "$@"\n')
+    stub.chmod(0o755)
+    entry = Path(__file__).resolve().parents[2] / "docker" / "entrypoint.sh"
+    run = {"PATH": f"{tmp_path}:/usr/bin:/bin", **env}
+    assert subprocess.run([str(entry), "serve"], env=run, capture_output=True, text=True).stdout.strip() == expected
+    assert subprocess.run([str(entry), "keys", "list"], env=run, capture_output=True, text=True).stdout.strip() == \
+        "keys list"

@@ -48,6 +48,7 @@ def serve(
     platform: str = typer.Option(None, help="Cloud container contract: sagemaker, vertex or azure."),
     tls_cert: Path = typer.Option(None, help="PEM certificate: serve HTTPS only."),
     tls_key: Path = typer.Option(None, help="PEM private key of the certificate."),
+    device: str = typer.Option("auto", help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps."),
     home: Path = HOME,
 ) -> None:
     """Serve a model over HTTP: OpenAI-compatible routes, API keys, limits, metrics, alerts."""
@@ -66,7 +67,11 @@ def serve(
         cfg.host, cfg.port = host or "0.0.0.0", port or platform_port(cfg.platform)  # nosec B104: container port
     else:
         cfg.host, cfg.port = host or cfg.host, port or cfg.port
-    serve_model(model, cfg, deploy.monitor, home)
+    from tailor.train import pick_device
+
+    if device not in ("auto", "cpu", "cuda", "mps"):
+        raise TailorError(f"--device {device!r}: expected auto, cpu, cuda or mps")
+    serve_model(model, cfg, deploy.monitor, home, str(pick_device(device)))
 
 
 keys_app = typer.Typer(help="API keys of a deployment (stored hashed in HOME/keys.db).", no_args_is_help=True)

@@ -136,10 +136,10 @@ class Engine:
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
         """Greedy rows by one argmax; each sampling row with its own seeded generator."""
-        out = logits.argmax(dim=-1)
+        out = logits.argmax(dim=-1).cpu()
         for i, req in enumerate(self._running):
-            if req.temperature >= MIN_TEMPERATURE:
-                out[i] = sample_next(logits[i:i + 1], req.temperature, req.top_p, req.generator)[0, 0]
+            if req.temperature >= MIN_TEMPERATURE:  # the seeded generator lives on the CPU
+                out[i] = sample_next(logits[i:i + 1].float().cpu(), req.temperature, req.top_p, req.generator)[0, 0]
         return out
 
     def _finished(self, req: GenRequest, tok: int) -> str | None:

@@ -128,10 +128,11 @@ def _sse(obj: dict | str) -> str:
 
 
 def create_app(source: str | Path, serve: Serve | None = None, monitor: Monitor | None = None,
-               home: str | Path = ".tailor", verify: bool = True, registry_poll: float = 2.0) -> FastAPI:
+               home: str | Path = ".tailor", verify: bool = True, registry_poll: float = 2.0,
+               device: str = "cpu") -> FastAPI:
     """The FastAPI app serving a run, a model folder, or `registry:NAME` (its champion, hot-swapped)."""
     serve, monitor, home = serve or Serve(), monitor or Monitor(), Path(home)
-    host = ModelHost(str(source), home / "registry", serve.limits.max_batch, serve.limits.max_queue, verify=verify)
+    host = ModelHost(str(source), home / "registry", serve.limits.max_batch, serve.limits.max_queue, device, verify)
     state = App(host, serve, monitor, home)
 
     @contextlib.asynccontextmanager
@@ -293,10 +294,10 @@ def create_app(source: str | Path, serve: Serve | None = None, monitor: Monitor 
     return app
 
 
-def serve(source: str | Path, serve_cfg: Serve, monitor: Monitor, home: Path) -> None:
+def serve(source: str | Path, serve_cfg: Serve, monitor: Monitor, home: Path, device: str = "cpu") -> None:
     """Run the server (HTTPS when a certificate is configured) until interrupted."""
     import uvicorn
 
-    app = create_app(source, serve_cfg, monitor, home)
+    app = create_app(source, serve_cfg, monitor, home, device=device)
     tls = {"ssl_certfile": serve_cfg.tls_cert, "ssl_keyfile": serve_cfg.tls_key} if serve_cfg.tls_cert else {}
     uvicorn.run(app, host=serve_cfg.host, port=serve_cfg.port, log_level="info", **tls)
