@@ -16,7 +16,7 @@ from tailor.deploy.auth import KeyStore
 from tailor.deploy.server import OPEN_ROUTES, create_app
 from tailor.errors import TailorError
 
-from .conftest import cli_server, make_model_folder, running
+from .conftest import cli_server, running
 
 BODIES = {"/v1/completions": {"prompt": "x", "max_tokens": 1}, "/v1/feedback": {"request_id": "r", "rating": 1},
           "/v1/chat/completions": {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1}}

@@ -28,6 +28,7 @@ from tailor.deploy.host import ModelHost
 from tailor.deploy.limits import BodyLimit, RateLimiter
 from tailor.deploy.monitor import Alerter, Metrics, RequestWindow
 from tailor.deploy.schemas import ChatRequest, CompletionRequest, FeedbackRequest
+from tailor.errors import TailorError
 from tailor.spec.deploy import Monitor, Serve
 
 log = logging.getLogger("tailor.serve")
@@ -238,8 +239,6 @@ def create_app(source: str | Path, serve: Serve | None = None, monitor: Monitor 
 
     @app.post("/v1/chat/completions")
     async def chat(req: ChatRequest, key: KeyInfo = _scope("infer")):
-        from tailor.errors import TailorError
-
         backend = host.engine.backend
         messages = [m.model_dump() for m in req.messages]
         try:
