@@ -128,3 +128,37 @@ def test_gguf_export_loads_back_through_transformers_with_the_same_logits(finish
     gpt2_shaped = make_model_folder(tmp_path / "g", run_dir / "train" / "model")
     with pytest.raises(TailorError, match="Llama-family"):
         run_export(gpt2_shaped, "gguf", tmp_path / "no")
+
+
+@pytest.fixture(scope="module")
+def smollm2_folder(tmp_path_factory):
+    """SmolLM2-135M-Instruct (the preset's GGUF, dequantized) saved as a plain transformers folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tailor.models.presets import resolve_source
+
+    source, gguf = resolve_source("smollm2-135m")
+    loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf, dtype=torch.float32)
+    config = loaded.config
+    del config.quantization_config  # the weights are plain float32 once dequantized
+    model = type(loaded)(config)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    folder = tmp_path_factory.mktemp("smollm2") / "smollm2"
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(source, gguf_file=gguf).save_pretrained(folder)
+    return folder
+
+
+def test_smollm2_chat_through_the_engine_equals_transformers_generate(smollm2_folder):
+    backend = HFBackend(smollm2_folder)
+    chats = [[{"role": "user", "content": "What is the capital of France?"}],
+             [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]]
+    prompts = [backend.encode_chat(c) for c in chats]
+    assert backend.tokenizer.decode(prompts[0]).startswith("<|im_start|>")  # the model's own chat template
+    served = engine_outputs(backend, prompts, 8)
+    for ids, out in zip(prompts, served):
+        reference = backend.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                           max_new_tokens=8, do_sample=False)[0, len(ids):].tolist()
+        assert out == reference
+    assert "Paris" in backend.decode(served[0])

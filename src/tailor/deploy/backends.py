@@ -7,6 +7,7 @@ marks them, and `pos` holds each row's next position, so rows of different lengt
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,9 @@ class HFBackend:
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.name = self.folder.name
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5
+        self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
     def encode_prompt(self, text: str) -> list[int]:
         ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
@@ -170,9 +174,9 @@ class HFBackend:
         from transformers import DynamicCache
 
         cache = DynamicCache(kv) if kv else DynamicCache()
-        out = self.model(input_ids=ids, attention_mask=mask.long(), position_ids=positions, past_key_values=cache,
-                         use_cache=True)
-        layers = out.past_key_values.layers
+        out = self.model(input_ids=ids, attention_mask=mask.long(), position_ids=positions, use_cache=True,
+                         **{self._cache_arg: cache}, **self._last_only)
+        layers = getattr(out, self._cache_arg).layers
         return out.logits[:, -1, :], [[layer.keys, layer.values] for layer in layers]
 
     @torch.no_grad()
