@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tailor.deploy.store import SQLiteFile
 from tailor.errors import TailorError
 
 SCOPES = ("infer", "admin")  # admin may do everything infer may, plus metrics and model management
@@ -42,13 +42,8 @@ class KeyStore:
     """The keys of one deployment, in one SQLite file."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.execute(_SCHEMA)
-
-    def _db(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=10)
+        self.file = SQLiteFile(path, _SCHEMA)
+        self._db = self.file.connect
 
     def create(self, name: str, scopes: list[str]) -> tuple[KeyInfo, str]:
         """A new key; the secret is returned here and nowhere else."""

@@ -6,9 +6,10 @@ marks over a recent window give the online accuracy that the monitor exposes and
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
+
+from tailor.deploy.store import SQLiteFile
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT NOT NULL, created REAL NOT NULL,
@@ -17,13 +18,8 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS feedback (
 
 class FeedbackStore:
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.execute(_SCHEMA)
-
-    def _db(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=10)
+        self.file = SQLiteFile(path, _SCHEMA)
+        self._db = self.file.connect
 
     def add(self, request_id: str, correct: bool | None, rating: float | None, correction: str | None,
             input_text: str | None, model_version: str, key_id: str) -> int:

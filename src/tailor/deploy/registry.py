@@ -9,12 +9,12 @@ serves `registry:NAME` watches the champion and swaps to a new one without dropp
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tailor.artifacts import link_tree
+from tailor.deploy.store import SQLiteFile
 from tailor.errors import TailorError
 
 _SCHEMA = (
@@ -46,13 +46,8 @@ class Version:
 class Registry:
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            for statement in _SCHEMA:
-                db.execute(statement)
-
-    def _db(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.root / "registry.db", timeout=10)
+        self.file = SQLiteFile(self.root / "registry.db", *_SCHEMA)
+        self._db = self.file.connect
 
     def add(self, model_dir: Path, name: str, metrics: dict | None = None, lineage: dict | None = None,
             reference: list[str] | None = None) -> Version:
