@@ -15,18 +15,16 @@ from tailor.errors import TailorError
 from tailor.spec import Spec, load_spec
 from tailor.spec.data import FilesSource
 
-LOWER_IS_BETTER = {"loss", "perplexity", "bits_per_byte", "p50_latency_ms", "p95_latency_ms"}
-GENERATED = {"exact_match", "p50_latency_ms", "p95_latency_ms"}
-
-
 def judged_metric(spec: Spec) -> tuple[str, bool]:
     """(metric, higher is better) that decides: retrain.metric, else the first target's, else loss."""
     chosen = spec.deploy.retrain.metric
     if chosen is None and spec.problem.targets:
         target = spec.problem.targets[0]
         return target.metric, target.at_least is not None
+    from tailor.evaluate.sections import higher_is_better
+
     chosen = chosen or "loss"
-    return chosen, chosen not in LOWER_IS_BETTER
+    return chosen, higher_is_better(chosen)
 
 
 def with_feedback(spec: Spec, corrections: list[dict], folder: Path) -> tuple[Spec, int]:
@@ -43,17 +41,21 @@ def with_feedback(spec: Spec, corrections: list[dict], folder: Path) -> tuple[Sp
     return spec, len(corrections)
 
 
-def measure(model_dir: Path, spec: Spec, records: list[dict], metric: str, scratch: Path) -> float:
-    """The metric of one model on the held-out records."""
-    from tailor.evaluate import answer_split, score_split
+def measure(model_dir: Path, spec: Spec, split: str, records: list[dict], metric: str) -> float:
+    """The metric of one model on the held-out records, computed as the evaluate stage computes it."""
+    from tailor.evaluate.predictions import summarize
+    from tailor.evaluate.scoring import answer_examples, score_examples
     from tailor.inference import Generator
+    from tailor.spec.evaluate import GENERATED
 
     gen = Generator(model_dir)
-    values = answer_split(gen, spec, records, scratch, None) if metric in GENERATED else score_split(gen, spec, records)
-    if metric not in values:
-        raise TailorError(f"deploy.retrain.metric: {metric!r} is not measured for this spec; "
-                          f"measured: {', '.join(sorted(values))}")
-    return float(values[metric])
+    rows = score_examples(gen, spec, split, records)
+    if metric in GENERATED:
+        answer_examples(gen, spec, rows, None)
+    values, _ = summarize(rows, [metric], spec.evaluate.bootstrap)
+    if f"{split}/{metric}" not in values:
+        raise TailorError(f"deploy.retrain.metric: {metric!r} is not measured for this spec")
+    return float(values[f"{split}/{metric}"])
 
 
 def retrain(spec_path: Path, runs_dir: Path, home: Path, console: Console | None = None) -> dict:
@@ -81,15 +83,13 @@ def retrain(spec_path: Path, runs_dir: Path, home: Path, console: Console | None
     metric, higher = judged_metric(spec)
     split = "test" if load_split(run_dir / "data", "test") else "validation"
     records = load_split(run_dir / "data", split)
-    scratch = run_dir / "retrain"
-    scratch.mkdir(exist_ok=True)
-    new = measure(challenger.path, spec, records, metric, scratch / "challenger.jsonl")
+    new = measure(challenger.path, spec, split, records, metric)
     decision = {"name": spec.name, "challenger": challenger.version, "metric": metric, "split": split,
                 "challenger_value": new, "champion": None, "champion_value": None}
     if champion is None:
         promoted, reason = True, "no champion yet"
     else:
-        old = measure(champion.path, spec, records, metric, scratch / "champion.jsonl")
+        old = measure(champion.path, spec, split, records, metric)
         gain = (new - old) if higher else (old - new)
         promoted = gain > options.margin
         decision |= {"champion": champion.version, "champion_value": old}
