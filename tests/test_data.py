@@ -72,7 +72,7 @@ def test_missing_field_names_file_line_and_keys(tmp_path):
 
 def test_csv_missing_column(tmp_path):
     (tmp_path / "t.csv").write_text("body\nhello\n")
-    with pytest.raises(TailorError, match=r"t\.csv:2: missing field 'text'"):
+    with pytest.raises(TailorError, match=r"t\.csv:1: the header has no column 'text' \(mapped in the spec\); its columns: body"):
         run(tmp_path, spec_for(tmp_path, "[{type: files, path: t.csv}]"))
 
 
@@ -83,7 +83,7 @@ def test_no_matching_files(tmp_path):
 
 def test_empty_corpus(tmp_path):
     (tmp_path / "e.jsonl").write_text("\n\n")
-    with pytest.raises(TailorError, match="hold no records"):
+    with pytest.raises(TailorError, match="holds no records"):
         run(tmp_path, spec_for(tmp_path, "[{type: files, path: e.jsonl}]"))
     (tmp_path / "blank.jsonl").write_text('{"text": "  "}\n')
     with pytest.raises(TailorError, match="no records left after cleaning"):
@@ -92,7 +92,7 @@ def test_empty_corpus(tmp_path):
 
 def test_undecodable_bytes(tmp_path):
     (tmp_path / "x.txt").write_bytes(b"fine\nbad \xff byte\n")
-    with pytest.raises(TailorError, match=r"x\.txt:2: byte 9 is not valid UTF-8"):
+    with pytest.raises(TailorError, match=r"x\.txt:2: byte 4 of the line is not valid UTF-8"):
         run(tmp_path, spec_for(tmp_path, "[{type: files, path: x.txt}]"))
 
 
