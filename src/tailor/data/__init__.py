@@ -16,9 +16,10 @@ from rich.progress import Progress
 
 from tailor.artifacts import atomic_write_json
 from tailor.data.clean import build_steps
-from tailor.data.engine import clean_shards
-from tailor.data.sources import DROP_KEY, Reject, new_report, read_source
-from tailor.data.write import write_splits
+from tailor.data.annotate.label_studio import write_tasks
+from tailor.data.engine import clean_shards, read_chunks
+from tailor.data.sources import DROP_KEY, SOURCE_KEY, SPLIT_KEY, Reject, new_report, read_source
+from tailor.data.write import stratify_field, write_splits
 from tailor.errors import TailorError
 from tailor.spec import Spec
 from tailor.spec.clean import CLASSIC_STEPS
@@ -93,6 +94,9 @@ def run_data(spec: Spec, out_dir: Path, progress: Progress | None = None) -> dic
                 open(out_dir / "rejected.jsonl", "w", encoding="utf-8") as rejected:
             stats, chunks = clean_shards(data, steps, _intake(data, reports, rejected), work, dropped, tick)
         written = write_splits(spec, chunks, out_dir)
+        if data.label_studio:
+            rows = ({("source" if k == SOURCE_KEY else k): v for k, v in r.items() if k != SPLIT_KEY} for r in read_chunks(chunks))
+            write_tasks(rows, out_dir / "label_studio.json", stratify_field(spec) or data.fields.output)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     loaded = sum(r["records"] for r in reports if not r["generated"])

@@ -50,7 +50,7 @@ def open_binary(path: Path):
     if suffix == ".zst":
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
     return open(path, "rb")
 
 
@@ -67,7 +67,7 @@ def _format(path: Path, source: FilesSource, where: str) -> str:
 def _lines(path: Path) -> Iterator[tuple[int, str | Reject]]:
     """(line number, text without the newline) per line; undecodable lines come as Rejects."""
     with open_binary(path) as f:
-        for no, raw in enumerate(io.BufferedReader(f) if not hasattr(f, "readline") else f, 1):
+        for no, raw in enumerate(f, 1):
             try:
                 yield no, raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as e:

@@ -22,6 +22,8 @@ def read_warc(source: WarcSource, where: str, skipped: Counter) -> Iterator[tupl
         with open(path, "rb") as f:
             try:
                 for i, rec in enumerate(ArchiveIterator(f), 1):
+                    if rec.format != "warc":  # warcio reads anything as an ARC record; ARC is not supported
+                        raise ArchiveLoadFailed(f"record {i} is not a WARC record")
                     if rec.rec_type != "response":
                         skipped[f"warc {rec.rec_type} record"] += 1
                         continue
