@@ -171,7 +171,7 @@ def test_synthetic_model_writes_examples_that_are_cleaned(tmp_path):
         {"question": "How heavy is the Voltra D18 drill?", "answer": "1.6 kg"},
         {"question": "What is the battery voltage of the Brisk S2 saw?", "answer": "18 V"},
         {"question": "How long is the cable of the Kord 9 sander?", "answer": "3 m"}]))
-    spec = spec_for(tmp_path, "[{type: synthetic, model: smollm2-135m, seeds: seeds.jsonl, count: 2, max_new_tokens: 40, seed: 1}]",
+    spec = spec_for(tmp_path, "[{type: synthetic, model: smollm2-135m, seeds: seeds.jsonl, count: 2, max_new_tokens: 24, seed: 1}]",
                     "{input: question, output: answer}", "  split: {train: 1, validation: 0, test: 0}\n")
     try:
         report, out = run(tmp_path, spec)

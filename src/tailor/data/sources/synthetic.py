@@ -110,18 +110,21 @@ def generate_with_model(source: SyntheticSource, fields: list[str], where: str) 
     for n in range(1, source.count + 1):
         shown = rng.sample(range(len(seeds)), min(source.examples_per_prompt, len(seeds)))
         prompt = source.instruction + "\n\n" + "\n\n".join(format_example(seeds[i], fields) for i in shown)
+        # the answer starts with the first field's name, so the model continues in the examples' format
         if tokenizer.chat_template:
-            enc = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                                return_tensors="pt", return_dict=True)
+            text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                                 tokenize=False) + f"{fields[0]}:"
         else:
-            enc = tokenizer(prompt + "\n\n", return_tensors="pt")
+            text = prompt + f"\n\n{fields[0]}:"
+        enc = tokenizer(text, return_tensors="pt", add_special_tokens=not tokenizer.chat_template)
         torch.manual_seed(source.seed * 100_003 + n)
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=source.max_new_tokens, do_sample=source.temperature > 0,
                                  temperature=source.temperature or None, top_p=0.95 if source.temperature > 0 else None,
-                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-        text = tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        record = parse_example(text, fields) if len(fields) > 1 else {fields[0]: text.strip()}
+                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+                                 stop_strings=["\n\n"], tokenizer=tokenizer)
+        record = parse_example(f"{fields[0]}:" + tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True),
+                               fields)
         yield f"{where}#{n}", {**record, "synthetic": True, "seed_examples": json.dumps(shown)}
 
 
