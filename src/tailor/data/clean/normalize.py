@@ -25,7 +25,7 @@ _UNITS = {"kg": ("kg", "kgs", "kilo", "kilos", "kilogram", "kilograms"), "g": ("
           "W": ("w", "watt", "watts"), "V": ("v", "volt", "volts"), "lb": ("lb", "lbs", "pound", "pounds"),
           "in": ("in", "inch", "inches")}
 _UNIT_OF = {alias: unit for unit, aliases in _UNITS.items() for alias in aliases}
-_QUANTITY = re.compile(rf"\b(\d+(?:\.\d+)?)\s*({'|'.join(sorted(_UNIT_OF, key=len, reverse=True))})\.?(?![\w])", re.IGNORECASE)
+_QUANTITY = re.compile(rf"\b(\d+(?:\.\d+)?)\s*({'|'.join(sorted(_UNIT_OF, key=len, reverse=True))})(?![\w])", re.IGNORECASE)
 
 
 def _iso(y: int, m: int, d: int, original: str) -> str:
