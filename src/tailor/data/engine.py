@@ -169,8 +169,14 @@ def _parallel(data: Data, idx: list[int], chunks: list[Path], folder: Path, stat
     folder.mkdir(parents=True, exist_ok=True)
     task = CleanShards(data.model_dump(mode="json"), idx, [str(c) for c in chunks], str(folder))
     workers = min(data.engine.workers, max(len(chunks), 1))
-    LocalPipelineExecutor(pipeline=[task], tasks=workers, workers=workers, logging_dir=str(folder / "logs"),
-                          skip_completed=False).run()
+    from loguru import logger
+
+    logger.disable("datatrove")  # our progress bar and report say what happened; its logs stay in folder/logs
+    try:
+        LocalPipelineExecutor(pipeline=[task], tasks=workers, workers=workers, logging_dir=str(folder / "logs"),
+                              skip_completed=False).run()
+    finally:
+        logger.enable("datatrove")
     out = []
     for c in range(len(chunks)):
         for stat, d in zip(stats, json.loads((folder / f"stats-{c:05d}.json").read_text())):
@@ -198,6 +204,9 @@ class CleanShards(_pipeline_step_base()):
         self.data, self.step_indexes, self.chunks, self.out = data, step_indexes, chunks, out
 
     def run(self, _docs=None, rank: int = 0, world_size: int = 1):
+        from loguru import logger
+
+        logger.disable("datatrove")  # in the worker process too
         data = Data.model_validate(self.data)
         specs = [next(iter(step.items())) for step in data.clean]
         steps = [build_step(*specs[i], data) for i in self.step_indexes]

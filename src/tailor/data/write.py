@@ -19,7 +19,7 @@ from tailor.errors import TailorError
 from tailor.spec import Spec
 from tailor.spec.base import SPLITS
 
-BATCH = 5000
+BATCH_ROWS, BATCH_CHARS = 5000, 1_000_000  # a Parquet row group is written when either is reached
 MAX_LABELS = 100  # label distributions list at most this many values
 
 
@@ -92,13 +92,14 @@ def write_splits(spec: Spec, chunks: list[Path], out_dir: Path) -> dict:
     schema, as_json = _arrow_schema(types)
     writers = {name: pq.ParquetWriter(out_dir / f"{name}.parquet", schema) for name in SPLITS}
     batches: dict[str, list[dict]] = {name: [] for name in SPLITS}
+    batch_chars = dict.fromkeys(SPLITS, 0)
     label_counts = {name: Counter() for name in SPLITS}
     lengths: dict[str, list[int]] = {name: [] for name in SPLITS}
 
     def flush(name: str) -> None:
         if batches[name]:
             writers[name].write_table(pa.Table.from_pylist(batches[name], schema=schema))
-            batches[name] = []
+            batches[name], batch_chars[name] = [], 0
 
     for record, code in zip(read_chunks(chunks), codes):
         name = SPLITS[code]
@@ -107,9 +108,10 @@ def write_splits(spec: Spec, chunks: list[Path], out_dir: Path) -> dict:
                for k, v in record.items()}
         batches[name].append(row)
         lengths[name].append(sum(len(str(record.get(f) or "")) for f in fields))
+        batch_chars[name] += sum(len(v) for v in row.values() if isinstance(v, str))
         if label_key:
             label_counts[name][str(record.get(label_key))] += 1
-        if len(batches[name]) >= BATCH:
+        if len(batches[name]) >= BATCH_ROWS or batch_chars[name] >= BATCH_CHARS:
             flush(name)
     for name in SPLITS:
         flush(name)
