@@ -26,7 +26,8 @@ class NearDedupOptions(Strict):
     num_perm: int = Field(112, ge=16, le=1024, description="MinHash permutations (signature length)")
     ngram: int = Field(5, ge=1, le=20, description="words per shingle")
     bands: int | None = Field(None, ge=1, description="LSH bands; default: chosen from threshold and num_perm")
-    verify: bool = Field(True, description="confirm LSH candidates by their estimated Jaccard (fewer false positives)")
+    verify: bool = Field(True, description="drop LSH candidates whose estimated Jaccard is clearly (2 standard "
+                                           "errors) below the threshold: fewer false positives")
     seed: int = 1
 
     @model_validator(mode="after")

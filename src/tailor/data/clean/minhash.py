@@ -3,7 +3,8 @@
 Shingles are hashed word n-grams of simplified text (lowercase, punctuation and digits folded, as
 datatrove's MinHash does); each of the `num_perm` hash functions is a multiply-shift over 64 bits.
 The index bands the signature; records sharing a band are candidates, confirmed (when `verify`) by
-the share of equal signature values, the estimate of their Jaccard similarity.
+the share of equal signature values, the estimate of their Jaccard similarity, unless it falls clearly
+(two standard errors) below the threshold.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class LSHIndex:
     def __init__(self, num_perm: int, bands: int, threshold: float, verify: bool = True, seed: int = 1):
         self.bands, self.rows = bands, num_perm // bands
         self.threshold, self.verify = threshold, verify
+        # an estimate from num_perm hashes has standard error sqrt(t(1-t)/num_perm): a candidate is confirmed
+        # unless its estimate is two standard errors below the threshold, so true matches near it survive
+        self.bar = threshold - 2 * (threshold * (1 - threshold) / num_perm) ** 0.5
         self.tables: list[dict[int, int]] = [{} for _ in range(bands)]
         self.mult = np.random.default_rng(seed + 7).integers(1, 2**63, self.rows, dtype=np.uint64)
         self.sigs = np.zeros((1024, num_perm), dtype=np.uint32)
@@ -78,7 +82,7 @@ class LSHIndex:
         """Ids of stored signatures sharing a band with sig (and, when verifying, similar enough)."""
         found = {t[k] for t, k in zip(self.tables, keys) if k in t}
         if self.verify and found:
-            found = {j for j in found if (self.sigs[j] == sig).mean() >= self.threshold}
+            found = {j for j in found if (self.sigs[j] == sig).mean() >= self.bar}
         return sorted(found)
 
     def add(self, sig: np.ndarray, keys: list[int]) -> int:
