@@ -48,6 +48,8 @@ def make_corpus(n: int, folder: Path, seed: int = 0) -> set[int]:
     docs: list[str] = []
     truth: set[int] = set()
     kinds = rng.random(n)
+    lengths = rng.integers(80, 200, n)
+    drawn = iter(np.split(rng.choice(len(vocab), size=int(lengths.sum()), p=weights), np.cumsum(lengths)[:-1]))
     for i in range(n):
         if i > 100 and kinds[i] < 0.05:          # an exact copy of an earlier document
             docs.append(docs[rng.integers(0, i)])
@@ -63,7 +65,7 @@ def make_corpus(n: int, folder: Path, seed: int = 0) -> set[int]:
             docs.append(" ".join(words))
             truth.add(i)
         else:
-            docs.append(" ".join(rng.choice(vocab, rng.integers(80, 200), p=weights)))
+            docs.append(" ".join(vocab[k] for k in next(drawn)))
     (folder / "input").mkdir(parents=True, exist_ok=True)
     with open(folder / "input" / "docs.jsonl", "w") as f:
         for i, text in enumerate(docs):
