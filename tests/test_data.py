@@ -254,3 +254,22 @@ def test_tailor_data_command_and_cache(tmp_path, monkeypatch):
     (tmp_path / "l.jsonl").write_text((tmp_path / "l.jsonl").read_text() + '{"text": "one more"}\n')
     third = CliRunner().invoke(app, ["data", "s.yaml"])
     assert "loaded 56" in third.output
+
+
+def test_spec_errors_for_sources_and_steps_name_the_key(tmp_path):
+    def errors(sources: str, extra: str = "") -> str:
+        with pytest.raises(TailorError) as e:
+            spec_for(tmp_path, sources, extra=extra)
+        return str(e.value)
+
+    msg = errors("[{type: web, seeds: ['http://127.0.0.1/'], max_pagez: 3}]")
+    assert "s.yaml:4: data.sources[0].max_pagez: unknown key (did you mean 'max_pages'?)" in msg
+    assert "allowed: allow, backoff, cache, deny" in msg and "templates" not in msg   # only the web source's keys
+    assert "set `templates` (Jinja) or `model`" in errors("[{type: synthetic}]")
+    assert "a model source needs `seeds`" in errors("[{type: synthetic, model: smollm2-135m}]")
+    assert "data.sources[0]: Input tag 'ftp' found using 'type' does not match any of the expected tags: 'files'" in errors(
+        "[{type: ftp, path: x}]")
+    assert "item 0 (near_dedup): bands (5) must divide num_perm (112)" in errors(
+        "[{type: files, path: x}]", "  clean: [{near_dedup: {bands: 5}}]\n")
+    assert "item 0 (label_rules): rules.0: Value error, a rule needs a pattern or keywords" in errors(
+        "[{type: files, path: x}]", "  clean: [{label_rules: {rules: [{label: a}]}}]\n")

@@ -168,3 +168,75 @@ def test_label_rules_vote_and_report_coverage_overlap_conflict():
     assert rule_summary(step.counts) == {"covered": 0.8, "overlap": 0.4, "conflict": 0.2}
     assert step.counts["fired: rule0:refund"] == 3 and step.counts["abstained"] == 2
     assert LabelRules(rules, ["text"], "label", drop_unlabelled=True)({"text": "nothing"}) == "no rule label"
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    """A random 1-layer Llama with a word-level tokenizer, saved as a model folder."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = ["<pad>", "<unk>", "<s>", "Text", ":", "Possible", "labels", ",", "The", "label", "of", "this", "text",
+             "is", "refund", "shipping", "other", "where", "my", "parcel", "money", "back", "please", "\n"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(r"\w+|[^\w\s]|\n", behavior="isolated")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<s>")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2))
+    folder = tmp_path_factory.mktemp("tiny-lm")
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+def test_label_model_scores_match_a_plain_forward_pass(tiny_lm):
+    """Suggestions are the softmax over candidates of each label's log-likelihood after the prompt."""
+    import torch
+
+    from tailor.data.annotate.model import PROMPT, LabelModel
+
+    labels = ["refund", "shipping", "other"]
+    step = LabelModel(str(tiny_lm), labels, ["text"], "suggested")
+    text = "where is my parcel please"
+    prompt_ids = step.tokenizer(PROMPT.format(text=text, labels=", ".join(labels)))["input_ids"]
+    totals = []
+    for label in labels:
+        ids = step.tokenizer(" " + label, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = step.model(torch.tensor([prompt_ids + ids])).logits[0].log_softmax(-1)
+        totals.append(sum(logp[len(prompt_ids) - 1 + k, t] for k, t in enumerate(ids)))
+    reference = torch.stack(totals).softmax(0).tolist()
+    assert step.probabilities(text) == pytest.approx(reference, abs=1e-5)
+    record = step({"text": text})
+    best = max(range(3), key=reference.__getitem__)
+    assert record["suggested"] == labels[best] and record["suggested_score"] == pytest.approx(reference[best], abs=1e-4)
+    assert step.counts == {f"suggested {labels[best]}": 1}
+
+
+def test_label_model_prelabels_for_review_in_label_studio_tasks(tiny_lm, tmp_path):
+    import json
+
+    from tailor.data import run_data
+    from tailor.spec import parse_spec
+
+    (tmp_path / "t.jsonl").write_text('{"text": "money back please", "label": null}\n{"text": "where my parcel", "label": "shipping"}\n')
+    spec = parse_spec(f"""name: d
+problem: {{domain: d, task: t}}
+data:
+  sources: [{{type: files, path: t.jsonl}}]
+  fields: {{input: text, output: label}}
+  clean: [{{missing: {{drop: [text]}}}}, {{label_model: {{model: {tiny_lm}, labels: [refund, shipping, other]}}}}]
+  split: {{train: 1, validation: 0, test: 0}}
+  label_studio: true
+""", "s.yaml", tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    report = run_data(spec, out)
+    assert {s["step"]: s["counts"] for s in report["steps"]}["label_model"].keys() <= {f"suggested {x}" for x in ("refund", "shipping", "other")}
+    tasks = json.loads((out / "label_studio.json").read_text())
+    first, second = tasks
+    assert "score" in first["predictions"][0] and 0 < first["predictions"][0]["score"] <= 1
+    assert second["predictions"][0]["result"][0]["value"]["choices"] == ["shipping"]   # a real label wins
+    assert "suggested_label" not in first["data"] and first["data"]["text"] == "money back please"

@@ -96,7 +96,9 @@ def run_data(spec: Spec, out_dir: Path, progress: Progress | None = None) -> dic
         written = write_splits(spec, chunks, out_dir)
         if data.label_studio:
             rows = ({("source" if k == SOURCE_KEY else k): v for k, v in r.items() if k != SPLIT_KEY} for r in read_chunks(chunks))
-            write_tasks(rows, out_dir / "label_studio.json", stratify_field(spec) or data.fields.output)
+            suggestions = [o["field"] for step in data.clean for name, o in step.items() if name == "label_model"]
+            write_tasks(rows, out_dir / "label_studio.json", stratify_field(spec) or data.fields.output,
+                        suggestions[0] if suggestions else None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     loaded = sum(r["records"] for r in reports if not r["generated"])

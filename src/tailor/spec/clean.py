@@ -162,10 +162,22 @@ class LabelRulesOptions(Strict):
     drop_unlabelled: bool = Field(False, description="drop records no rule labels (or ties)")
 
 
+class LabelModelOptions(Strict):
+    """Pre-label records with a pretrained model for review: the most likely of `labels` and its probability."""
+
+    model: str = Field("smollm2-135m", description="a preset, a model folder or a .gguf file")
+    labels: list[str] = Field(min_length=2)
+    fields: Fields = Field(None, description="text fields shown to the model; default: data.fields.input or text")
+    field: str = Field("suggested_label", description="record field for the suggestion (plus <field>_score)")
+    prompt: str = Field("Text: {text}\nPossible labels: {labels}\nThe label of this text is:",
+                        description="{text} and {labels} are filled in; each label is scored as its continuation")
+
+
 CLEAN_STEPS: dict[str, type[BaseModel]] = {
     "dedup": DedupOptions, "near_dedup": NearDedupOptions, "missing": MissingOptions, "fix_text": FixTextOptions,
     "spelling": SpellingOptions, "normalize": NormalizeOptions, "lowercase": LowercaseOptions,
     "stopwords": StopwordsOptions, "stem": StemOptions, "lemmatize": LemmatizeOptions, "quality": QualityOptions,
     "pii": PiiOptions, "language": LanguageOptions, "label_join": LabelJoinOptions, "label_rules": LabelRulesOptions,
+    "label_model": LabelModelOptions,
 }
 CLASSIC_STEPS = ("lowercase", "stopwords", "stem", "lemmatize")  # the report warns when a generative model gets these

@@ -222,3 +222,5 @@ class Data(Strict):
             for options in step.values():
                 if isinstance(options.get("path"), str):
                     options["path"] = _resolve(base, options["path"])
+                if isinstance(options.get("model"), str) and (base / options["model"]).exists():
+                    options["model"] = _resolve(base, options["model"])

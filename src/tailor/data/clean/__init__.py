@@ -63,6 +63,11 @@ def build_step(name: str, o: dict, data: Data) -> Step:
     if name == "label_rules":
         text_fields = o.get("fields") or [f for f in (data.fields.input, data.fields.text) if f]
         return LabelRules(o["rules"], text_fields, _label_field(data, o, name), o["overwrite"], o["drop_unlabelled"])
+    if name == "label_model":
+        from tailor.data.annotate.model import LabelModel
+
+        text_fields = o.get("fields") or [f for f in (data.fields.input, data.fields.text) if f]
+        return LabelModel(o["model"], o["labels"], text_fields, o["field"], o["prompt"])
     raise AssertionError(name)  # the spec admits only the names above
 
 
