@@ -271,5 +271,5 @@ def test_spec_errors_for_sources_and_steps_name_the_key(tmp_path):
         "[{type: ftp, path: x}]")
     assert "item 0 (near_dedup): bands (5) must divide num_perm (112)" in errors(
         "[{type: files, path: x}]", "  clean: [{near_dedup: {bands: 5}}]\n")
-    assert "item 0 (label_rules): rules.0: Value error, a rule needs a pattern or keywords" in errors(
+    assert "item 0 (label_rules): rules.0: a rule needs a pattern or keywords" in errors(
         "[{type: files, path: x}]", "  clean: [{label_rules: {rules: [{label: a}]}}]\n")

@@ -209,7 +209,8 @@ class Data(Strict):
             try:
                 opts = CLEAN_STEPS[name].model_validate(options or {})
             except ValidationError as e:
-                problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+                problems = "; ".join((f"{'.'.join(map(str, err['loc']))}: " if err["loc"] else "")
+                                     + err["msg"].removeprefix("Value error, ") for err in e.errors())
                 raise ValueError(f"item {i} ({name}): {problems}") from None
             resolved.append({name: opts.model_dump()})
         return resolved
