@@ -230,7 +230,7 @@ def test_report_section_and_dropped_samples(tmp_path):
     steps = {s["step"]: s for s in report["steps"]}
     assert steps["quality"]["samples"]["too few words"][0]["_source"].endswith("x.jsonl:1")
     assert steps["near_dedup"]["dropped"] == {"near duplicate": 40} and report["duplicates"]["near"] == 40
-    assert "lowercase on for a generative model" in report["warnings"][0]
+    assert "lowercase on for a generative model" in report["warnings"][1] and "x.jsonl): all 1 records" in report["warnings"][0]
     page = data_section(out)
     for part in ("<h3>Labels (label)</h3>", "<svg", "near duplicate (5 shown)", "too few words", "Warning:",
                  "across splits: <b>0</b>", "loaded 441"):
@@ -273,3 +273,15 @@ def test_spec_errors_for_sources_and_steps_name_the_key(tmp_path):
         "[{type: files, path: x}]", "  clean: [{near_dedup: {bands: 5}}]\n")
     assert "item 0 (label_rules): rules.0: a rule needs a pattern or keywords" in errors(
         "[{type: files, path: x}]", "  clean: [{label_rules: {rules: [{label: a}]}}]\n")
+
+
+def test_a_source_emptied_by_cleaning_is_reported(tmp_path):
+    (tmp_path / "good.jsonl").write_text('{"text": "a fine sentence about drills and saws"}\n')
+    (tmp_path / "short.jsonl").write_text('{"text": "hi"}\n{"text": "yo"}\n')
+    report, out = run(tmp_path, spec_for(tmp_path, "[{type: files, path: good.jsonl}, {type: files, path: short.jsonl}]",
+                                         extra="  clean: [{quality: {min_words: 3}}]\n  split: {train: 1, validation: 0, test: 0}\n"))
+    assert [s["kept"] for s in report["sources"]] == [1, 0]
+    assert report["warnings"][0].startswith("data.sources[1] (") and "all 2 records were dropped by cleaning" in report["warnings"][0]
+    assert "_source_index" not in load_split(out, "train")[0]
+    dropped = [json.loads(line) for line in (out / "dropped.jsonl").read_text().splitlines()]
+    assert [d["record"]["_source_index"] for d in dropped] == [1, 1]

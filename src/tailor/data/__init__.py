@@ -18,7 +18,7 @@ from tailor.artifacts import atomic_write_json
 from tailor.data.clean import build_steps
 from tailor.data.annotate.label_studio import write_tasks
 from tailor.data.engine import clean_shards, read_chunks
-from tailor.data.sources import DROP_KEY, SOURCE_KEY, SPLIT_KEY, Reject, new_report, read_source
+from tailor.data.sources import DROP_KEY, SOURCE_INDEX_KEY, SOURCE_KEY, SPLIT_KEY, Reject, new_report, read_source
 from tailor.data.write import stratify_field, write_splits
 from tailor.errors import TailorError
 from tailor.spec import Spec
@@ -95,7 +95,8 @@ def run_data(spec: Spec, out_dir: Path, progress: Progress | None = None) -> dic
             stats, chunks = clean_shards(data, steps, _intake(data, reports, rejected), work, dropped, tick)
         written = write_splits(spec, chunks, out_dir)
         if data.label_studio:
-            rows = ({("source" if k == SOURCE_KEY else k): v for k, v in r.items() if k != SPLIT_KEY} for r in read_chunks(chunks))
+            rows = ({("source" if k == SOURCE_KEY else k): v for k, v in r.items() if k not in (SPLIT_KEY, SOURCE_INDEX_KEY)}
+                    for r in read_chunks(chunks))
             suggestions = [o["field"] for step in data.clean for name, o in step.items() if name == "label_model"]
             write_tasks(rows, out_dir / "label_studio.json", stratify_field(spec) or data.fields.output,
                         suggestions[0] if suggestions else None)
@@ -107,11 +108,16 @@ def run_data(spec: Spec, out_dir: Path, progress: Progress | None = None) -> dic
     kept = sum(written["splits"].values())
     if progress and task is not None:
         progress.update(task, total=loaded + generated, completed=loaded + generated)
+    kept_per_source = written.pop("kept_per_source")
+    for report_, kept_n in zip(reports, kept_per_source):
+        report_["kept"] = kept_n
+    warnings = [f"data.sources[{r['source']}] ({r['path']}): all {r['records']} records were dropped by cleaning; "
+                "see dropped.jsonl" for r in reports if r["records"] and not r["kept"]]
     report = {
         "loaded": loaded, "generated": generated, "kept": kept, "dropped": dropped_n,
         "rejected": sum(r["rejected"] for r in reports),
         "sources": [{**r, "skipped": dict(r["skipped"])} for r in reports],
-        "steps": stats, **written, "warnings": _warnings(spec),
+        "steps": stats, **written, "warnings": warnings + _warnings(spec),
         "engine": {"workers": data.engine.workers, "shards": len(chunks)},
     }
     report["duplicates"].update({"exact": sum(s["dropped"].get("exact duplicate", 0) for s in stats),

@@ -46,9 +46,9 @@ def data_section(data_dir: Path) -> str:
              + ", ".join(f"{k} {v}" for k, v in r["splits"].items()) + "</p>"]
     parts += [f"<p class='unmet'><b>Warning:</b> {_esc(w)}</p>" for w in r.get("warnings", [])]
     if r.get("sources"):
-        parts.append(_table(["source", "type", "from", "records", "rejected", "skipped"],
-                            [[s["source"], s["type"], s["path"], s["records"], s["rejected"], _reasons(s["skipped"])]
-                             for s in r["sources"]]))
+        parts.append(_table(["source", "type", "from", "records", "kept", "rejected", "skipped"],
+                            [[s["source"], s["type"], s["path"], s["records"], s.get("kept", ""), s["rejected"],
+                              _reasons(s["skipped"])] for s in r["sources"]]))
     parts.append("<h3>Cleaning steps</h3>")
     parts.append(_table(["step", "in", "kept", "modified", "dropped", "counts"],
                         [[s["step"], s["in"], s["kept"], s["modified"], _reasons(s["dropped"]), _reasons(s.get("counts", {}))]

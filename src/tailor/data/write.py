@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tailor.data.engine import read_chunks
-from tailor.data.sources.records import SOURCE_KEY, SPLIT_KEY
+from tailor.data.sources.records import SOURCE_INDEX_KEY, SOURCE_KEY, SPLIT_KEY
 from tailor.data.split import NearDuplicateGroups, assign, cross_split_pairs
 from tailor.errors import TailorError
 from tailor.spec import Spec
@@ -72,7 +72,9 @@ def write_splits(spec: Spec, chunks: list[Path], out_dir: Path) -> dict:
     groups: list[int] = []
     near = NearDuplicateGroups(split.group_threshold) if split.group == "near_duplicates" or split.leakage_check else None
     types: dict[str, set[str]] = {}
+    per_source: Counter = Counter()
     for record in read_chunks(chunks):
+        per_source[record.pop(SOURCE_INDEX_KEY, None)] += 1
         pinned.append(record.get(SPLIT_KEY))
         labels.append(record.get(label_key) if label_key else None)
         if split.group and split.group != "near_duplicates":
@@ -104,6 +106,7 @@ def write_splits(spec: Spec, chunks: list[Path], out_dir: Path) -> dict:
     for record, code in zip(read_chunks(chunks), codes):
         name = SPLITS[code]
         record.pop(SPLIT_KEY, None)
+        record.pop(SOURCE_INDEX_KEY, None)
         row = {_column(k): (json.dumps(v, default=str) if k in as_json and not isinstance(v, str) and v is not None else v)
                for k, v in record.items()}
         batches[name].append(row)
@@ -118,6 +121,7 @@ def write_splits(spec: Spec, chunks: list[Path], out_dir: Path) -> dict:
         writers[name].close()
     return {
         "splits": {name: int(counts[i]) for i, name in enumerate(SPLITS)},
+        "kept_per_source": [per_source[i] for i in range(len(spec.data.sources))],
         "labels": {"field": label_key, "splits": {n: dict(c.most_common(MAX_LABELS)) for n, c in label_counts.items()}}
         if label_key else None,
         "lengths": {"unit": "characters of " + " + ".join(fields), **{n: _histogram(v) for n, v in lengths.items()}},

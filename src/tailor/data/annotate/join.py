@@ -19,8 +19,8 @@ class LabelJoin:
         self.id, self.field, self.overwrite = id, field, overwrite
         self.fields = [field]
         self.labels: dict[str, str] = {}
-        where = "data.clean label_join.path"
-        for loc, row in read_files(FilesSource(type="files", path=path), [id, label], None, where):
+        key = "data.clean label_join.path"
+        for loc, row in read_files(FilesSource(type="files", path=path), [id, label], None, key, key):
             if not isinstance(row, dict):
                 raise TailorError(row.message())
             if row.get(id) is None or row.get(label) is None:

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tailor.data.sources.files import expand, read_files
-from tailor.data.sources.records import SOURCE_KEY, SPLIT_KEY, Reject
+from tailor.data.sources.records import SOURCE_INDEX_KEY, SOURCE_KEY, SPLIT_KEY, Reject
 from tailor.spec.data import Data, FilesSource, HFSource, SyntheticSource, WarcSource, WebSource
 
 DROP_KEY = "_drop"  # a generated record that cannot be used: counted and dropped, never silently lost
 
-__all__ = ["read_source", "source_files", "Reject", "SOURCE_KEY", "SPLIT_KEY", "DROP_KEY"]
+__all__ = ["read_source", "source_files", "Reject", "SOURCE_KEY", "SPLIT_KEY", "SOURCE_INDEX_KEY", "DROP_KEY"]
 
 
 def _raw(source, i: int, data: Data, report: dict) -> Iterator[tuple[str, dict | Reject]]:
@@ -63,6 +63,7 @@ def read_source(source, i: int, data: Data, lenient: bool, report: dict) -> Iter
             if value is not None and not isinstance(value, (str, list, dict)):
                 item[field] = str(value)
         item[SOURCE_KEY] = loc
+        item[SOURCE_INDEX_KEY] = i
         if source.split:
             item[SPLIT_KEY] = source.split
         yield item
@@ -78,7 +79,7 @@ def new_report(source, i: int) -> dict:
 def source_files(source, where: str) -> list[Path]:
     """Local files a source reads, for the data stage's content hash (a crawl is keyed by its spec only)."""
     if isinstance(source, (FilesSource, WarcSource)):
-        return expand(source.paths, where)
+        return expand(source.paths, f"{where}.path")
     if isinstance(source, HFSource) and Path(source.name).is_dir():
         return sorted(p for p in Path(source.name).rglob("*") if p.is_file())
     if isinstance(source, SyntheticSource):

@@ -28,8 +28,8 @@ def _inner_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def expand(paths: list[str], where: str) -> list[Path]:
-    """Every file the patterns name, in a stable order; an error if a pattern matches nothing."""
+def expand(paths: list[str], key: str) -> list[Path]:
+    """Every file the patterns name, in a stable order; an error (naming the spec key) if one matches nothing."""
     files: list[Path] = []
     for pattern in paths:
         if Path(pattern).is_dir():
@@ -37,7 +37,7 @@ def expand(paths: list[str], where: str) -> list[Path]:
         else:
             found = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
         if not found:
-            raise TailorError(f"{where}.path: no files match {pattern!r}")
+            raise TailorError(f"{key}: no files match {pattern!r}")
         files += found
     return files
 
@@ -214,9 +214,10 @@ def _pdf(path: Path) -> Iterator[Row]:
     yield 1, {"text": text, "pages": len(pages)} if text else Reject(str(path), "the PDF has no text layer (scanned?)")
 
 
-def read_files(source: FilesSource, columns: list[str], label_field: str | None, where: str) -> Iterator[tuple[str, dict | Reject]]:
-    """(file:line, record or Reject) for every record of a files source."""
-    for path in expand(source.paths, where):
+def read_files(source: FilesSource, columns: list[str], label_field: str | None, where: str,
+               key: str | None = None) -> Iterator[tuple[str, dict | Reject]]:
+    """(file:line, record or Reject) for every record of a files source; `key` names its paths in the spec."""
+    for path in expand(source.paths, key or f"{where}.path"):
         fmt = _format(path, source, where)
         rows = {"txt": lambda: _txt(path, source.unit), "jsonl": lambda: _jsonl(path), "json": lambda: _json(path),
                 "csv": lambda: _csv(path, ",", columns), "tsv": lambda: _csv(path, "\t", columns),

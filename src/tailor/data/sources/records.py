@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SOURCE_KEY, SPLIT_KEY = "_source", "_split"  # record keys that carry provenance, not data
+SOURCE_INDEX_KEY = "_source_index"          # which data.sources entry; dropped before the splits are written
 
 
 @dataclass

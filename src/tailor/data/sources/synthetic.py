@@ -17,9 +17,9 @@ from tailor.errors import TailorError
 from tailor.spec.data import FilesSource, SyntheticSource
 
 
-def _table(path: str, where: str) -> list[dict]:
+def _table(path: str, key: str) -> list[dict]:
     rows = []
-    for loc, row in read_files(FilesSource(type="files", path=path), [], None, where):
+    for loc, row in read_files(FilesSource(type="files", path=path), [], None, key, key):
         if not isinstance(row, dict):
             raise TailorError(row.message())
         rows.append(row)
@@ -130,7 +130,6 @@ def generate_with_model(source: SyntheticSource, fields: list[str], where: str) 
 
 def synthetic_files(source: SyntheticSource, where: str) -> list[Path]:
     """Files a synthetic source reads (for the stage's content hash)."""
-    paths = [p for p in (source.rows, source.seeds if isinstance(source.seeds, str) else None) if p]
-    if source.model and Path(source.model).is_file():
-        paths.append(source.model)
-    return expand(paths, where) if paths else []
+    keys = {"rows": source.rows, "seeds": source.seeds if isinstance(source.seeds, str) else None,
+            "model": source.model if source.model and Path(source.model).is_file() else None}
+    return [p for k, v in keys.items() if v for p in expand([v], f"{where}.{k}")]

@@ -18,7 +18,7 @@ def read_warc(source: WarcSource, where: str, skipped: Counter) -> Iterator[tupl
     from warcio.exceptions import ArchiveLoadFailed
 
     n = 0
-    for path in expand(source.paths, where):
+    for path in expand(source.paths, f"{where}.path"):
         with open(path, "rb") as f:
             try:
                 for i, rec in enumerate(ArchiveIterator(f), 1):
