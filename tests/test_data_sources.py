@@ -3,31 +3,15 @@
 import gzip
 import json
 
-import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from tailor.data import load_split, run_data
+from test_data import run, spec_for
+
+from tailor.data import load_split
 from tailor.errors import TailorError
-from tailor.spec import parse_spec
 
 ARTICLE = "<p>" + "Cordless drills need charged batteries and a sharp bit to work well. " * 5 + "</p>"
-
-
-def spec_for(tmp_path, sources: str, fields: str = "{text: text}", extra: str = "", output: str = "text"):
-    text = f"""name: d
-problem: {{domain: d, task: t, output: {output}}}
-data:
-  sources: {sources}
-  fields: {fields}
-{extra}"""
-    return parse_spec(text, "s.yaml", tmp_path)
-
-
-def run(tmp_path, spec):
-    out = tmp_path / "out"
-    out.mkdir(exist_ok=True)
-    return run_data(spec, out), out
 
 
 def records(out) -> list[dict]:
