@@ -1,9 +1,7 @@
 """Each cleaning and labeling step on its own, compared with the library or rule it stands for."""
 
 import random
-import re
 
-import numpy as np
 import pytest
 
 from tailor.data.annotate.join import LabelJoin

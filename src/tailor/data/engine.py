@@ -3,9 +3,9 @@
 Records stream from the sources through the steps and into JSONL shards of `chunk_size` records, so
 memory holds about one shard (plus the dedup indexes: a few dozen bytes per record for exact dedup, a
 few hundred for MinHash). With `workers > 1`, runs of per-record steps go through datatrove's
-LocalPipelineExecutor, one task per worker, each cleaning every `workers`-th shard; steps that need
-every earlier record (dedup) run in one process between them. Shards keep their order, so the result
-does not depend on the number of workers.
+LocalPipelineExecutor (the step is `tailor.data.workers.CleanShards`), one task per worker, each
+cleaning every `workers`-th shard; steps that need every earlier record (dedup) run in one process
+between them. Shards keep their order, so the result does not depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from tailor.data.clean import Step, build_step
+from tailor.data.clean import Step
 from tailor.spec.data import Data
 
 SAMPLES = 5          # dropped records kept per reason as examples in the report
@@ -134,7 +134,7 @@ def plan(steps: list[Step], workers: int) -> list[tuple[bool, list[int]]]:
     return groups
 
 
-def _fields(data: Data, steps: list[Step]) -> list[str]:
+def fields_changed(data: Data, steps: list[Step]) -> list[str]:
     """Fields whose change counts as 'modified': the model's, plus any a step writes (labels)."""
     extra = [f for s in steps for f in getattr(s, "fields", []) if f not in data.fields.used]
     return data.fields.used + list(dict.fromkeys(extra))
@@ -144,7 +144,7 @@ def clean_shards(data: Data, steps: list[Step], records: Iterable[dict], work: P
                  tick: Callable[[int], None] | None = None) -> tuple[list[dict], list[Path]]:
     """Run every step over the records; return per-step stats and the shards of kept records."""
     stats = [StepStats(s.name) for s in steps]
-    fields = _fields(data, steps)
+    fields = fields_changed(data, steps)
     groups = plan(steps, data.engine.workers)
     first = groups.pop(0)[1] if groups and not groups[0][0] else []
     writer = ChunkWriter(work / "phase0", data.engine.chunk_size)
@@ -166,6 +166,8 @@ def _parallel(data: Data, idx: list[int], chunks: list[Path], folder: Path, stat
     """One phase of per-record steps through datatrove's local executor; results merged in shard order."""
     from datatrove.executor import LocalPipelineExecutor
 
+    from tailor.data.workers import CleanShards
+
     folder.mkdir(parents=True, exist_ok=True)
     task = CleanShards(data.model_dump(mode="json"), idx, [str(c) for c in chunks], str(folder))
     workers = min(data.engine.workers, max(len(chunks), 1))
@@ -186,40 +188,3 @@ def _parallel(data: Data, idx: list[int], chunks: list[Path], folder: Path, stat
                 dropped.write(line)
         out.append(folder / f"part-{c:05d}.jsonl")
     return out
-
-
-def _pipeline_step_base():
-    from datatrove.pipeline.base import PipelineStep
-    return PipelineStep
-
-
-class CleanShards(_pipeline_step_base()):
-    """A datatrove pipeline step: rank r of W cleans shards r, r+W, r+2W, ... with the chosen steps."""
-
-    name = "tailor clean"
-    type = "🧹 - CLEAN"
-
-    def __init__(self, data: dict, step_indexes: list[int], chunks: list[str], out: str):
-        super().__init__()
-        self.data, self.step_indexes, self.chunks, self.out = data, step_indexes, chunks, out
-
-    def run(self, _docs=None, rank: int = 0, world_size: int = 1):
-        from loguru import logger
-
-        logger.disable("datatrove")  # in the worker process too
-        data = Data.model_validate(self.data)
-        specs = [next(iter(step.items())) for step in data.clean]
-        steps = [build_step(*specs[i], data) for i in self.step_indexes]
-        for c in range(rank, len(self.chunks), world_size):
-            stats = [StepStats(s.name) for s in steps]
-            out = Path(self.out)
-            writer = ChunkWriter(out / f"tmp-{c:05d}", 1 << 62)
-            with open(out / f"dropped-{c:05d}.jsonl", "w", encoding="utf-8") as dropped:
-                process(read_chunks([Path(self.chunks[c])]), steps, stats, _fields(data, steps), writer, dropped)
-            for path in writer.close():
-                path.replace(out / f"part-{c:05d}.jsonl")
-            (out / f"tmp-{c:05d}").rmdir()
-            if not writer.count:  # an all-dropped shard still needs its (empty) file
-                (out / f"part-{c:05d}.jsonl").touch()
-            (out / f"stats-{c:05d}.json").write_text(json.dumps([s.to_dict() for s in stats]))
-        yield from ()

@@ -217,11 +217,9 @@ def _pdf(path: Path) -> Iterator[Row]:
 def read_files(source: FilesSource, columns: list[str], label_field: str | None, where: str,
                key: str | None = None) -> Iterator[tuple[str, dict | Reject]]:
     """(file:line, record or Reject) for every record of a files source; `key` names its paths in the spec."""
+    readers = {"txt": lambda p: _txt(p, source.unit), "jsonl": _jsonl, "json": _json,
+               "csv": lambda p: _csv(p, ",", columns), "tsv": lambda p: _csv(p, "\t", columns),
+               "parquet": _parquet, "html": _html, "pdf": _pdf, "label_studio": lambda p: _label_studio(p, label_field)}
     for path in expand(source.paths, key or f"{where}.path"):
-        fmt = _format(path, source, where)
-        rows = {"txt": lambda: _txt(path, source.unit), "jsonl": lambda: _jsonl(path), "json": lambda: _json(path),
-                "csv": lambda: _csv(path, ",", columns), "tsv": lambda: _csv(path, "\t", columns),
-                "parquet": lambda: _parquet(path), "html": lambda: _html(path), "pdf": lambda: _pdf(path),
-                "label_studio": lambda: _label_studio(path, label_field)}[fmt]()
-        for line, record in rows:
+        for line, record in readers[_format(path, source, where)](path):
             yield f"{path}:{line}", record

@@ -19,7 +19,7 @@ from tailor.spec.data import FilesSource, SyntheticSource
 
 def _table(path: str, key: str) -> list[dict]:
     rows = []
-    for loc, row in read_files(FilesSource(type="files", path=path), [], None, key, key):
+    for _loc, row in read_files(FilesSource(type="files", path=path), [], None, key, key):
         if not isinstance(row, dict):
             raise TailorError(row.message())
         rows.append(row)

@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from tailor.artifacts import atomic_write_text
-from tailor.data.sources.html import decode, extract, is_html, links
+from tailor.data.sources.html import extract, is_html, links
 from tailor.errors import TailorError
 from tailor.spec.data import WebSource
 
