@@ -26,13 +26,15 @@ def _histogram_svg(split: str, h: dict) -> str:
     """Bars of record counts per length bin, labelled with the bin's upper edge."""
     counts, edges = h["counts"], h["edges"]
     top = max(counts) or 1
-    width, height, bar = 24 * len(counts) + 10, 130, 22
+    step, bar = 17, 15
+    width, height = step * len(counts) + 30, 130
     bars = "".join(
-        f"<rect x='{5 + 24 * i}' y='{100 - 90 * c / top:.1f}' width='{bar}' height='{90 * c / top:.1f}' fill='#4a7'>"
-        f"<title>{edges[i]}–{edges[i + 1]}: {c}</title></rect>"
-        f"<text x='{5 + 24 * i + bar / 2}' y='115' font-size='8' text-anchor='middle'>{edges[i + 1]}</text>"
-        for i, c in enumerate(counts))
-    return (f"<figure><svg width='{width}' height='{height}' role='img' aria-label='lengths of {split}'>{bars}</svg>"
+        f"<rect x='{15 + step * i}' y='{100 - 90 * c / top:.1f}' width='{bar}' height='{90 * c / top:.1f}' fill='#4a7'>"
+        f"<title>{edges[i]}–{edges[i + 1]}: {c}</title></rect>" for i, c in enumerate(counts))
+    ticks = "".join(f"<text x='{15 + step * i - 1}' y='{112 + 9 * (i % 2)}' font-size='8' text-anchor='middle'>{e}</text>"
+                    for i, e in enumerate(edges))
+    return (f"<figure style='margin:0'><svg width='{width}' height='{height}' role='img' aria-label='lengths of "
+            f"{split}'>{bars}{ticks}</svg>"
             f"<figcaption>{split}: {h['count']} records, median {h['median']:g}, p95 {h['p95']:g}, "
             f"max {h['max']}</figcaption></figure>")
 

@@ -55,10 +55,14 @@ def _histogram(lengths: list[int]) -> dict:
     if not lengths:
         return {}
     a = np.asarray(lengths)
-    edges = np.unique(np.geomspace(1, max(a.max(), 2), 16).round().astype(int))
-    counts, _ = np.histogram(a, bins=np.concatenate([[0], edges]))
-    return {"count": int(a.size), "min": int(a.min()), "median": float(np.median(a)), "p95": float(np.percentile(a, 95)),
-            "max": int(a.max()), "edges": [0] + edges.tolist(), "counts": counts.tolist()}
+    lo, hi = int(a.min()), int(a.max()) + 1
+    spread = np.geomspace if lo > 0 and hi / lo > 20 else np.linspace  # long tails get log-spaced bins
+    edges = np.unique(spread(lo, hi, 16).round().astype(int))
+    if len(edges) < 2:
+        edges = np.array([lo, hi])
+    counts, _ = np.histogram(a, bins=edges)
+    return {"count": int(a.size), "min": lo, "median": float(np.median(a)), "p95": float(np.percentile(a, 95)),
+            "max": hi - 1, "edges": edges.tolist(), "counts": counts.tolist()}
 
 
 def write_splits(spec: Spec, chunks: list[Path], out_dir: Path) -> dict:
