@@ -136,11 +136,15 @@ def test_synthetic_templates_sample_and_tag(tmp_path):
       templates: {question: "How heavy is the {{ product }}?", answer: "{{ weights[product] if weights is defined else '1 kg' }}"}
       values: {product: [Voltra D18, Brisk S2, Kord 9], tone: [plain, polite]}
     - {type: synthetic, templates: {question: "Colour of {{ name }}?", answer: "{{ colour }}"}, rows: colours.csv, count: 2, seed: 3}
+    - {type: synthetic, templates: {question: "{{ ask }} {{ name }}?", answer: "{{ colour }}"}, rows: colours.csv,
+       values: {ask: ["Colour of", "What colour is"]}, split: test}
 """, "{input: question, output: answer}", "  split: {train: 1, validation: 0, test: 0}\n  clean: []\n")
     (tmp_path / "colours.csv").write_text("name,colour\nbox,red\nlid,blue\ncap,green\n")
     report, out = run(tmp_path, spec)
     rows = load_split(out, "train")
-    assert report["generated"] == 8 and report["loaded"] == 0 and all(r["synthetic"] for r in rows)
+    assert report["generated"] == 14 and report["loaded"] == 0 and all(r["synthetic"] for r in rows)
+    assert sorted(r["question"] for r in load_split(out, "test"))[:2] == ["Colour of box?", "Colour of cap?"]
+    assert len(load_split(out, "test")) == 6                                    # 3 rows x 2 wordings
     assert sum(r["question"] == "How heavy is the Voltra D18?" for r in rows) == 2   # once per tone
     colours = [r for r in rows if r["question"].startswith("Colour")]
     assert len(colours) == 2 and all(r["answer"] in ("red", "blue", "green") for r in colours)

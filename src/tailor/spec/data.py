@@ -102,7 +102,8 @@ class SyntheticSource(Strict):
     type: Literal["synthetic"]
     templates: dict[str, str] | None = Field(None, description="field -> Jinja template")
     values: dict[str, list[Any]] = Field(default_factory=dict, description="name -> values; every combination renders")
-    rows: str | None = Field(None, description="a JSONL/CSV table; each row is one rendering context")
+    rows: str | None = Field(None, description="a JSONL/CSV table; each row (times each combination of `values`) "
+                                               "is one rendering context")
     model: str | None = Field(None, description="a preset (smollm2-135m), model folder or .gguf that writes examples")
     seeds: str | list[dict[str, Any]] | None = Field(None, description="seed examples (JSONL file or inline list)")
     instruction: str = Field("Write one new example in the same format, different from these.",

@@ -27,25 +27,22 @@ def _table(path: str, key: str) -> list[dict]:
 
 
 def _contexts(source: SyntheticSource, where: str) -> Iterator[dict]:
-    """Rendering contexts: the rows of a table, or a seeded sample of every combination of the values."""
-    if source.rows:
-        rows = _table(source.rows, f"{where}.rows")
-        picked = rows if source.count is None else random.Random(source.seed).sample(rows, min(source.count, len(rows)))
-        yield from picked
-        return
+    """Rendering contexts: every combination of a table's rows and the values (or a seeded sample of `count`)."""
+    rows = _table(source.rows, f"{where}.rows") if source.rows else [{}]
     names = list(source.values)
-    sizes = [len(source.values[n]) for n in names]
-    total = math.prod(sizes)
+    axes = [rows] + [source.values[n] for n in names]
     if source.count is None:
-        for combo in itertools.product(*(source.values[n] for n in names)):
-            yield dict(zip(names, combo))
+        for row, *combo in itertools.product(*axes):
+            yield {**row, **dict(zip(names, combo))}
         return
-    for index in random.Random(source.seed).sample(range(total), min(source.count, total)):  # mixed-radix decode
-        context = {}
-        for name, size in zip(reversed(names), reversed(sizes)):
-            index, k = divmod(index, size)
-            context[name] = source.values[name][k]
-        yield context
+    total = math.prod(map(len, axes))
+    for index in random.Random(source.seed).sample(range(total), min(source.count, total)):
+        picks = []
+        for axis in reversed(axes):  # mixed-radix decode of the combination's number
+            index, k = divmod(index, len(axis))
+            picks.append(axis[k])
+        row, *combo = reversed(picks)
+        yield {**row, **dict(zip(names, combo))}
 
 
 def render_templates(source: SyntheticSource, where: str) -> Iterator[tuple[str, dict]]:
