@@ -74,8 +74,9 @@ def data_section(run_dir: Path) -> str:
     """The data stage's section (tailor.data.report), then the tokenizer and context the later stages chose."""
     tok = json.loads((run_dir / "tokenizer" / "report.json").read_text())
     model = json.loads((run_dir / "model" / "report.json").read_text())
-    return data_quality_section(run_dir / "data") + (f"<p>Tokenizer: {tok['type']}, vocabulary {tok['vocab_size']}, {tok['bytes_per_token']} bytes per "
-                  f"token. Context: {model['block_size']} tokens.</p>")
+    return data_quality_section(run_dir / "data") + (
+        f"<p>Tokenizer: {tok['type']}, vocabulary {tok['vocab_size']}, {tok['bytes_per_token']} bytes per "
+        f"token. Context: {model['block_size']} tokens.</p>")
 
 
 def ablation_part(spec: Spec, run_dir: Path, out_dir: Path) -> str:
