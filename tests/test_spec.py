@@ -60,7 +60,7 @@ def test_nested_list_error_has_index():
 
 
 def test_clean_step_errors():
-    assert "unknown step 'dedupe'; allowed: dedup, normalize" in errors_of(MINIMAL + "  clean: [{dedupe: {}}]\n")
+    assert "unknown step 'dedupe'; allowed: dedup, near_dedup, missing" in errors_of(MINIMAL + "  clean: [{dedupe: {}}]\n")
     assert "item 0 (normalize): unicode" in errors_of(MINIMAL + "  clean: [{normalize: {unicode: NFX}}]\n")
 
 

@@ -131,6 +131,37 @@ def run(
 
 
 @app.command()
+def data(
+    spec: Path = typer.Argument(..., help="Spec file (YAML)."),
+    again: bool = typer.Option(False, "--again", help="Run the data stage even if its inputs have not changed."),
+    runs_dir: Path = RUNS_DIR,
+) -> None:
+    """Read, clean, annotate and split the spec's data (the data stage alone); print what each step did."""
+    from tailor.console import progress_bar
+    from tailor.run import Pipeline
+    from tailor.spec import load_spec
+
+    s = load_spec(spec)
+    with progress_bar() as progress:
+        run_dir = Pipeline(s, runs_dir, progress.console).run("data", "data" if again else None, progress)
+    report = json.loads((run_dir / "data" / "report.json").read_text())
+    table = Table("step", "in", "kept", "modified", "dropped")
+    for st in report["steps"]:
+        table.add_row(st["step"], str(st["in"]), str(st["kept"]), str(st["modified"]),
+                      ", ".join(f"{r}: {n}" for r, n in st["dropped"].items()) or "0")
+    out.print(table)
+    out.print(f"loaded {report['loaded']}, generated {report['generated']}, kept {report['kept']}, dropped "
+              f"{report['dropped']}, rejected {report['rejected']}; "
+              + ", ".join(f"{k} {v}" for k, v in report["splits"].items()))
+    leak = report["duplicates"].get("cross_split_pairs")
+    if leak is not None:
+        out.print(f"near-duplicate pairs across splits: {leak}")
+    for warning in report["warnings"]:
+        out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    out.print(f"data: {run_dir / 'data'}")
+
+
+@app.command()
 def runs(runs_dir: Path = RUNS_DIR) -> None:
     """List runs with their status, targets met and key metrics."""
     from tailor.run import list_runs

@@ -38,9 +38,14 @@ class Stage:
 
 
 def _data_files(spec: Spec) -> dict:
-    from tailor.data.sources.files import expand
+    from tailor.data.sources import source_files
 
-    return {str(p): sha256_file(p) for i, s in enumerate(spec.data.sources) for p in expand(s, f"data.sources[{i}]")}
+    files = {str(p): sha256_file(p) for i, s in enumerate(spec.data.sources) for p in source_files(s, f"data.sources[{i}]")}
+    for step in spec.data.clean:  # files a step reads, e.g. label_join's labels
+        for options in step.values():
+            if isinstance(options.get("path"), str) and Path(options["path"]).is_file():
+                files[options["path"]] = sha256_file(Path(options["path"]))
+    return files
 
 
 def _stage_data(spec, run_dir, out, progress):

@@ -1,21 +1,31 @@
-"""The data stage: read the sources, clean, split, and write Parquet splits with a report."""
+"""The data stage: read the sources, clean, annotate, split, and write Parquet splits with a report.
+
+Usable from Python: `run_data(spec, out_dir)` writes what `tailor data SPEC` writes into a run.
+"""
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from rich.progress import Progress
 
 from tailor.artifacts import atomic_write_json
 from tailor.data.clean import build_steps
-from tailor.data.sources import read_files
-from tailor.data.sources.files import SOURCE_KEY
-from tailor.data.split import assign_splits
+from tailor.data.annotate.label_studio import write_tasks
+from tailor.data.engine import clean_shards, read_chunks
+from tailor.data.sources import DROP_KEY, SOURCE_INDEX_KEY, SOURCE_KEY, SPLIT_KEY, Reject, new_report, read_source
+from tailor.data.write import stratify_field, write_splits
 from tailor.errors import TailorError
 from tailor.spec import Spec
-from tailor.spec.base import SPLITS
+from tailor.spec.clean import CLASSIC_STEPS
+from tailor.spec.data import Data
+
+__all__ = ["run_data", "load_split"]
 
 
 def load_split(data_dir: Path, split: str) -> list[dict]:
@@ -31,66 +41,93 @@ def load_split(data_dir: Path, split: str) -> list[dict]:
     return pq.read_table(pa.BufferReader(encryption.read_bytes(path))).to_pylist()  # .enc: decrypted in memory
 
 
-def _write_parquet(path: Path, records: list[dict]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+class GeneratedCheck:
+    """Drop model-written records that lack a field (the generation did not follow the format)."""
 
-    rows = [{("source" if k == SOURCE_KEY else k): v for k, v in r.items()} for r in records]
-    try:
-        table = pa.Table.from_pylist(rows)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types in a metadata column: keep it as text
-        table = pa.Table.from_pylist([{k: v if isinstance(v, str) else json.dumps(v) for k, v in r.items()} for r in rows])
-    pq.write_table(table, path)
+    name = "generated"
+    parallel = True
+
+    def __call__(self, record: dict) -> dict | str:
+        reason = record.pop(DROP_KEY, None)
+        return reason or record
+
+
+def _intake(data: Data, reports: list[dict], rejected: IO[str]) -> Iterator[dict]:
+    """Every source's records in order; malformed inputs stop the run or go to rejected.jsonl."""
+    lenient = any("missing" in step for step in data.clean)
+    for i, source in enumerate(data.sources):
+        report = reports[i]
+        for item in read_source(source, i, data, lenient, report):
+            if isinstance(item, Reject):
+                if data.on_error == "stop":
+                    raise TailorError(f"{item.message()}  (data.on_error: skip quarantines such records in "
+                                      "data/rejected.jsonl)")
+                report["rejected"] += 1
+                rejected.write(json.dumps({"source": i, "where": item.where, "reason": item.reason, "raw": item.raw},
+                                          ensure_ascii=False) + "\n")
+                continue
+            report["records"] += 1
+            yield item
+        if report["records"] == 0:
+            skipped = ", ".join(f"{k}: {v}" for k, v in report["skipped"].items() if k not in ("requests", "from cache"))
+            detail = (f"; {report['rejected']} rejected (see rejected.jsonl)" if report["rejected"] else "") + \
+                     (f"; skipped {skipped}" if skipped else "")
+            raise TailorError(f"data.sources[{i}]: the source holds no records{detail}")
+
+
+def _warnings(spec: Spec) -> list[str]:
+    used = [name for step in spec.data.clean for name in step if name in CLASSIC_STEPS]
+    if used and spec.problem.output == "text":
+        return [f"{', '.join(used)} on for a generative model (problem.output: text): the model will learn to "
+                "write text that way; these steps are meant for classic classification pipelines"]
+    return []
 
 
 def run_data(spec: Spec, out_dir: Path, progress: Progress | None = None) -> dict:
-    """Write {train,validation,test}.parquet, dropped.jsonl and report.json into out_dir."""
-    fields = spec.data.fields.used
-    steps = build_steps(spec.data)
-    stats = [{"step": s.name, "in": 0, "kept": 0, "modified": 0, "dropped": Counter()} for s in steps]
-    sources, kept = [], []
+    """Write {train,validation,test}.parquet, dropped.jsonl, rejected.jsonl and report.json into out_dir."""
+    data = spec.data
+    out_dir = Path(out_dir)
+    steps = build_steps(data)
+    if any(s.type == "synthetic" and s.model for s in data.sources):
+        steps.insert(0, GeneratedCheck())
+    reports = [new_report(s, i) for i, s in enumerate(data.sources)]
     task = progress.add_task("data", total=None) if progress else None
-    with open(out_dir / "dropped.jsonl", "w", encoding="utf-8") as dropped_file:
-        for i, source in enumerate(spec.data.sources):
-            count = 0
-            for record in read_files(source, fields, f"data.sources[{i}]"):
-                count += 1
-                for step, stat in zip(steps, stats):
-                    before = [record.get(f) for f in fields]
-                    stat["in"] += 1
-                    result = step(record)
-                    if isinstance(result, str):
-                        stat["dropped"][result] += 1
-                        dropped_file.write(json.dumps({"step": step.name, "reason": result, "record": record},
-                                                      ensure_ascii=False, default=str) + "\n")
-                        break
-                    record = result
-                    stat["kept"] += 1
-                    stat["modified"] += before != [record.get(f) for f in fields]
-                else:
-                    kept.append(record)
-                if progress and task is not None and count % 1000 == 0:
-                    progress.update(task, advance=1000)
-            if count == 0:
-                raise TailorError(f"data.sources[{i}]: the files matched but hold no records")
-            sources.append({"source": i, "path": source.path, "records": count})
-    loaded = sum(s["records"] for s in sources)
+    tick = (lambda n: progress.update(task, advance=n)) if progress and task is not None else None
+    work = Path(tempfile.mkdtemp(prefix=".data-work-", dir=out_dir.parent))
+    try:
+        with open(out_dir / "dropped.jsonl", "w", encoding="utf-8") as dropped, \
+                open(out_dir / "rejected.jsonl", "w", encoding="utf-8") as rejected:
+            stats, chunks = clean_shards(data, steps, _intake(data, reports, rejected), work, dropped, tick)
+        written = write_splits(spec, chunks, out_dir)
+        if data.label_studio:
+            rows = ({("source" if k == SOURCE_KEY else k): v for k, v in r.items() if k not in (SPLIT_KEY, SOURCE_INDEX_KEY)}
+                    for r in read_chunks(chunks))
+            suggestions = [o["field"] for step in data.clean for name, o in step.items() if name == "label_model"]
+            write_tasks(rows, out_dir / "label_studio.json", stratify_field(spec) or data.fields.output,
+                        suggestions[0] if suggestions else None)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    loaded = sum(r["records"] for r in reports if not r["generated"])
+    generated = sum(r["records"] for r in reports if r["generated"])
+    dropped_n = sum(sum(s["dropped"].values()) for s in stats)
+    kept = sum(written["splits"].values())
     if progress and task is not None:
-        progress.update(task, total=loaded, completed=loaded)
-    dropped = sum(sum(s["dropped"].values()) for s in stats)
-    if not kept:
-        raise TailorError(f"data: no records left after cleaning (loaded {loaded}, dropped {dropped}; "
-                          f"see {out_dir / 'dropped.jsonl'})")
-    splits = assign_splits(kept, spec.data.split)
-    if not splits["train"]:
-        raise TailorError("data: the train split is empty; check data.split and the sources' split keys")
-    for name in SPLITS:
-        _write_parquet(out_dir / f"{name}.parquet", splits[name])
+        progress.update(task, total=loaded + generated, completed=loaded + generated)
+    kept_per_source = written.pop("kept_per_source")
+    for report_, kept_n in zip(reports, kept_per_source):
+        report_["kept"] = kept_n
+    warnings = [f"data.sources[{r['source']}] ({r['path']}): all {r['records']} records were dropped by cleaning; "
+                "see dropped.jsonl" for r in reports if r["records"] and not r["kept"]]
     report = {
-        "loaded": loaded, "kept": len(kept), "dropped": dropped, "sources": sources,
-        "steps": [{**s, "dropped": dict(s["dropped"])} for s in stats],
-        "splits": {name: len(splits[name]) for name in SPLITS},
+        "loaded": loaded, "generated": generated, "kept": kept, "dropped": dropped_n,
+        "rejected": sum(r["rejected"] for r in reports),
+        "sources": [{**r, "skipped": dict(r["skipped"])} for r in reports],
+        "steps": stats, **written, "warnings": warnings + _warnings(spec),
+        "engine": {"workers": data.engine.workers, "shards": len(chunks)},
     }
-    assert report["loaded"] == report["kept"] + report["dropped"], report
+    report["duplicates"].update({"exact": sum(s["dropped"].get("exact duplicate", 0) for s in stats),
+                                 "near": sum(s["dropped"].get("near duplicate", 0) for s in stats)})
+    if loaded + generated != kept + dropped_n:
+        raise AssertionError(f"records lost: loaded {loaded} + generated {generated} != kept {kept} + dropped {dropped_n}")
     atomic_write_json(out_dir / "report.json", report)
     return report

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from tailor.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tailor.data.report import data_section as data_quality_section
 from tailor.evaluate.page import document, esc, img, png, pyplot, table
 from tailor.evaluate.predictions import by_split, read_predictions
 from tailor.evaluate.sections import (ablation_plot, ablation_section, answers_section, errors_section,
@@ -70,17 +71,12 @@ def training_section(run_dir: Path, out_dir: Path) -> str:
 
 
 def data_section(run_dir: Path) -> str:
-    """The data stage's counts. tailor.data.report owns the data-quality section; it replaces this one."""
-    data = json.loads((run_dir / "data" / "report.json").read_text())
+    """The data stage's section (tailor.data.report), then the tokenizer and context the later stages chose."""
     tok = json.loads((run_dir / "tokenizer" / "report.json").read_text())
     model = json.loads((run_dir / "model" / "report.json").read_text())
-    out = ("<h2>Data</h2><p>" + f"loaded {data['loaded']}, kept {data['kept']}, dropped {data['dropped']}; "
-           + ", ".join(f"{k} {v}" for k, v in data["splits"].items()) + "</p>")
-    out += table(["step", "in", "kept", "modified", "dropped"],
-                 [[s["step"], s["in"], s["kept"], s["modified"],
-                   ", ".join(f"{r}: {n}" for r, n in s["dropped"].items()) or "0"] for s in data["steps"]])
-    return out + (f"<p>Tokenizer: {tok['type']}, vocabulary {tok['vocab_size']}, {tok['bytes_per_token']} bytes per "
-                  f"token. Context: {model['block_size']} tokens.</p>")
+    return data_quality_section(run_dir / "data") + (
+        f"<p>Tokenizer: {tok['type']}, vocabulary {tok['vocab_size']}, {tok['bytes_per_token']} bytes per "
+        f"token. Context: {model['block_size']} tokens.</p>")
 
 
 def ablation_part(spec: Spec, run_dir: Path, out_dir: Path) -> str:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from tailor.errors import TailorError
 from tailor.spec.base import Strict
-from tailor.spec.data import Data
+from tailor.spec.data import Data, Source
 from tailor.spec.deploy import Deploy
 from tailor.spec.evaluate import GENERATED, METRICS, Evaluate
 from tailor.spec.model import ModelSpec, TokenizerSpec
@@ -82,17 +82,37 @@ def _models_in(tp: Any) -> list[type[BaseModel]]:
     return out
 
 
+# data.sources[i] is chosen by its `type`; pydantic puts that tag in error locations
+_UNION_TAGS = {typing.get_args(m.model_fields["type"].annotation)[0] for m in _models_in(Source)}
+
+
 def _allowed_keys(loc: tuple) -> list[str]:
     """Keys a spec may have at the mapping that holds loc[-1]."""
     current: list[type[BaseModel]] = [Spec]
     for part in loc[:-1]:
         if isinstance(part, int) or not current:
             continue
+        tagged = [m for m in current if _is_tag(m, part)]
+        if tagged:  # a discriminated union's tag names the member model
+            current = tagged
+            continue
         nxt: list[type[BaseModel]] = []
         for model in current:
             nxt += _models_in(_field_type(model, part)) if part in model.model_fields else []
         current = nxt or current
     return sorted({k for m in current for k in m.model_fields})
+
+
+def _is_tag(model: type[BaseModel], part: object) -> bool:
+    """Whether part is the `type` literal that selects model in a discriminated union (e.g. sources)."""
+    field = model.model_fields.get("type")
+    return field is not None and typing.get_origin(field.annotation) is typing.Literal and \
+        typing.get_args(field.annotation) == (part,)
+
+
+def _tag_at(part: object) -> bool:
+    """Whether part, right after a list index, is a union tag rather than a key of the spec."""
+    return isinstance(part, str) and part in _UNION_TAGS
 
 
 def _line_of(text: str, loc: tuple) -> int | None:
@@ -128,10 +148,11 @@ def format_errors(error: ValidationError, text: str, source: str) -> str:
     """One line per problem: 'file:line: key.path: what is wrong (what is allowed)'."""
     lines = []
     for err in error.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        full = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = tuple(p for i, p in enumerate(full) if not (i and isinstance(full[i - 1], int) and _tag_at(p)))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(loc)
+            allowed = _allowed_keys(full)
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             msg = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "") + f"; allowed: {', '.join(allowed)}"
         elif err["type"] == "missing":
@@ -157,9 +178,7 @@ def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None) 
     except ValidationError as e:
         raise TailorError(f"{source}: the spec has {e.error_count()} problem(s):\n" + format_errors(e, text, source)) from None
     if base_dir is not None:
-        for src in spec.data.sources:
-            paths = [p if Path(p).is_absolute() else str((base_dir / p).resolve()) for p in src.paths]
-            src.path = paths[0] if isinstance(src.path, str) else paths
+        spec.data.resolve_paths(base_dir)
     return spec
 
 

@@ -1,5 +1,88 @@
-"""Data sources: each yields records (dicts of fields) tagged with where they came from."""
+"""Data sources. Each yields (location, record | Reject); `read_source` maps columns to the spec's
+fields, checks them, and tags every record with where it came from."""
 
-from tailor.data.sources.files import read_files
+from __future__ import annotations
 
-__all__ = ["read_files"]
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from tailor.data.sources.files import expand, read_files
+from tailor.data.sources.records import SOURCE_INDEX_KEY, SOURCE_KEY, SPLIT_KEY, Reject
+from tailor.spec.data import Data, FilesSource, HFSource, SyntheticSource, WarcSource, WebSource
+
+DROP_KEY = "_drop"  # a generated record that cannot be used: counted and dropped, never silently lost
+
+__all__ = ["read_source", "source_files", "Reject", "SOURCE_KEY", "SPLIT_KEY", "SOURCE_INDEX_KEY", "DROP_KEY"]
+
+
+def _raw(source, i: int, data: Data, report: dict) -> Iterator[tuple[str, dict | Reject]]:
+    where = f"data.sources[{i}]"
+    mapping = getattr(source, "map", {})
+    if isinstance(source, FilesSource):
+        return read_files(source, [mapping.get(f, f) for f in data.fields.used], data.fields.output, where)
+    if isinstance(source, HFSource):
+        from tailor.data.sources.hf import read_hf
+        return read_hf(source, where)
+    if isinstance(source, WebSource):
+        from tailor.data.sources.web import read_web
+        return read_web(source, where, report["skipped"], report["failures"])
+    if isinstance(source, WarcSource):
+        from tailor.data.sources.warc import read_warc
+        return read_warc(source, where, report["skipped"])
+    from tailor.data.sources.synthetic import generate_with_model, render_templates
+    return render_templates(source, where) if source.templates else generate_with_model(source, data.fields.used, where)
+
+
+def read_source(source, i: int, data: Data, lenient: bool, report: dict) -> Iterator[dict | Reject]:
+    """Records of one source with the spec's field names, `_source` and `_split`; malformed ones as Rejects.
+
+    A record without a required field is a Reject, unless `lenient` (a `missing` step will handle it);
+    a generated record without one is marked to be dropped.
+    """
+    fields = data.fields.used
+    mapping = getattr(source, "map", {})
+    synthetic = isinstance(source, SyntheticSource)
+    for loc, item in _raw(source, i, data, report):
+        if isinstance(item, Reject):
+            yield item
+            continue
+        for field, column in mapping.items():
+            if column in item:
+                item[field] = item.pop(column)
+        absent = [f for f in fields if item.get(f) is None]
+        if absent and synthetic:
+            item[DROP_KEY] = f"generation lacks field {absent[0]!r}"
+        elif absent and not lenient:
+            keys = ", ".join(sorted(map(str, item))) or "none"
+            yield Reject(loc, f"missing field {absent[0]!r} (named in data.fields); the record has: {keys}",
+                         str(item)[:2000])
+            continue
+        for field in fields:
+            value = item.get(field)
+            if value is not None and not isinstance(value, (str, list, dict)):
+                item[field] = str(value)
+        item[SOURCE_KEY] = loc
+        item[SOURCE_INDEX_KEY] = i
+        if source.split:
+            item[SPLIT_KEY] = source.split
+        yield item
+
+
+def new_report(source, i: int) -> dict:
+    """The per-source entry of report.json."""
+    name = getattr(source, "path", None) or getattr(source, "name", None) or getattr(source, "seeds", None)
+    return {"source": i, "type": source.type, "path": name if source.type != "synthetic" else source.model or "templates",
+            "records": 0, "generated": source.type == "synthetic", "rejected": 0, "skipped": Counter(), "failures": []}
+
+
+def source_files(source, where: str) -> list[Path]:
+    """Local files a source reads, for the data stage's content hash (a crawl is keyed by its spec only)."""
+    if isinstance(source, (FilesSource, WarcSource)):
+        return expand(source.paths, f"{where}.path")
+    if isinstance(source, HFSource) and Path(source.name).is_dir():
+        return sorted(p for p in Path(source.name).rglob("*") if p.is_file())
+    if isinstance(source, SyntheticSource):
+        from tailor.data.sources.synthetic import synthetic_files
+        return synthetic_files(source, where)
+    return []

@@ -1,47 +1,83 @@
-"""Local files: txt/md, jsonl, csv/tsv, parquet; single files, folders and globs."""
+"""Local files: txt/md, jsonl, json, csv/tsv, parquet, html, pdf, Label Studio exports; folders, globs,
+gzip/zstd. Text formats stream line by line, so a file larger than memory reads fine."""
 
 from __future__ import annotations
 
 import csv
 import glob
+import gzip
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from tailor.data.sources.records import Reject
 from tailor.errors import TailorError
 from tailor.spec.data import FilesSource
 
-FORMATS = {".txt": "txt", ".md": "txt", ".text": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl",
-           ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
-SOURCE_KEY, SPLIT_KEY = "_source", "_split"  # record keys that carry provenance, not data
+FORMATS = {".txt": "txt", ".md": "txt", ".text": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
+           ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".html": "html", ".htm": "html", ".pdf": "pdf"}
+COMPRESSED = (".gz", ".zst")
+Row = tuple[int, "dict | Reject"]
 
 
-def expand(source: FilesSource, where: str) -> list[Path]:
-    """Every file a source names, in a stable order; an error if a pattern matches nothing."""
+def _inner_suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSED:
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def expand(paths: list[str], key: str) -> list[Path]:
+    """Every file the patterns name, in a stable order; an error (naming the spec key) if one matches nothing."""
     files: list[Path] = []
-    for pattern in source.paths:
+    for pattern in paths:
         if Path(pattern).is_dir():
-            found = sorted(p for p in Path(pattern).rglob("*") if p.is_file() and p.suffix.lower() in FORMATS)
+            found = sorted(p for p in Path(pattern).rglob("*") if p.is_file() and _inner_suffix(p) in FORMATS)
         else:
             found = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
         if not found:
-            raise TailorError(f"{where}.path: no files match {pattern!r}")
+            raise TailorError(f"{key}: no files match {pattern!r}")
         files += found
     return files
+
+
+def open_binary(path: Path):
+    """The file's bytes, decompressed when it ends in .gz or .zst."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rb")
+    if suffix == ".zst":
+        import zstandard
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
+    return open(path, "rb")
 
 
 def _format(path: Path, source: FilesSource, where: str) -> str:
     if source.format != "auto":
         return source.format
-    suffix = path.suffix.lower()
+    suffix = _inner_suffix(path)
     if suffix not in FORMATS:
-        raise TailorError(f"{path}: cannot tell the format from {suffix or 'no extension'!r}; "
-                          f"set {where}.format to one of txt, jsonl, csv, tsv, parquet")
+        raise TailorError(f"{path}: cannot tell the format from {suffix or 'no extension'!r}; set {where}.format "
+                          f"to one of txt, jsonl, json, csv, tsv, parquet, html, pdf, label_studio")
     return FORMATS[suffix]
 
 
-def _read_text(path: Path) -> str:
-    data = path.read_bytes()
+def _lines(path: Path) -> Iterator[tuple[int, str | Reject]]:
+    """(line number, text without the newline) per line; undecodable lines come as Rejects."""
+    with open_binary(path) as f:
+        for no, raw in enumerate(f, 1):
+            try:
+                yield no, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                yield no, Reject(f"{path}:{no}", f"byte {e.start} of the line is not valid UTF-8",
+                                 raw.decode("utf-8", "replace"))
+
+
+def _whole(path: Path) -> str:
+    with open_binary(path) as f:
+        data = f.read()
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -49,49 +85,103 @@ def _read_text(path: Path) -> str:
         raise TailorError(f"{path}:{line}: byte {e.start} is not valid UTF-8") from None
 
 
-def _txt(path: Path, unit: str) -> Iterator[tuple[int, dict]]:
-    text = _read_text(path)
-    if unit == "file":
-        yield 1, {"text": text}
-        return
-    line_no, block, start = 0, [], 1
-    for line_no, line in enumerate(text.splitlines(), 1):
+def _txt(path: Path, unit: str) -> Iterator[Row]:
+    block: list[str] = []
+    start = 1
+    for no, line in _lines(path):
+        if isinstance(line, Reject):
+            yield no, line
+            continue
         if unit == "line":
             if line.strip():
-                yield line_no, {"text": line}
-        elif line.strip():
-            if not block:
-                start = line_no
-            block.append(line)
-        elif block:
-            yield start, {"text": "\n".join(block)}
+                yield no, {"text": line}
+        elif unit == "paragraph" and not line.strip():
+            if block:
+                yield start, {"text": "\n".join(block)}
             block = []
+        else:
+            if not block:
+                start = no
+            block.append(line)
     if block:
         yield start, {"text": "\n".join(block)}
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    for line_no, line in enumerate(_read_text(path).splitlines(), 1):
-        if not line.strip():
+def _jsonl(path: Path) -> Iterator[Row]:
+    for no, line in _lines(path):
+        if isinstance(line, Reject) or not line.strip():
+            if isinstance(line, Reject):
+                yield no, line
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise TailorError(f"{path}:{line_no}: not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise TailorError(f"{path}:{line_no}: expected a JSON object, got {type(obj).__name__}")
-        yield line_no, obj
+            yield no, Reject(f"{path}:{no}", f"not valid JSON ({e.msg} at column {e.colno})", line)
+            continue
+        yield no, obj if isinstance(obj, dict) else Reject(f"{path}:{no}", f"expected a JSON object, got {type(obj).__name__}", line)
 
 
-def _csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
-    reader = csv.DictReader(_read_text(path).splitlines(), delimiter=delimiter)
+def _json_items(path: Path) -> list:
+    try:
+        data = json.loads(_whole(path))
+    except json.JSONDecodeError as e:
+        raise TailorError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if isinstance(data, dict):  # {"data": [...]} or one record
+        lists = [v for v in data.values() if isinstance(v, list)]
+        data = lists[0] if len(lists) == 1 else [data]
+    if not isinstance(data, list):
+        raise TailorError(f"{path}: expected a JSON array of objects, got {type(data).__name__}")
+    return data
+
+
+def _json(path: Path) -> Iterator[Row]:
+    for i, obj in enumerate(_json_items(path), 1):
+        yield i, obj if isinstance(obj, dict) else Reject(f"{path}[{i - 1}]", f"expected an object, got {type(obj).__name__}")
+
+
+def _label_studio(path: Path, label_field: str | None) -> Iterator[Row]:
+    """Tasks of a Label Studio JSON export: the task's data plus the latest annotation's choice as the label."""
+    for i, task in enumerate(_json_items(path), 1):
+        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+            yield i, Reject(f"{path}[{i - 1}]", "not a Label Studio task (no 'data' object)")
+            continue
+        record = dict(task["data"])
+        annotations = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+        choices = [c for a in annotations[-1:] for r in a.get("result") or [] for c in (r.get("value") or {}).get("choices") or []]
+        if choices and label_field:
+            record[label_field] = choices[0]
+        record["ls_id"] = task.get("id")
+        yield i, record
+
+
+def _csv(path: Path, delimiter: str, required: list[str]) -> Iterator[Row]:
+    pending: list[Reject] = []
+
+    def good_lines() -> Iterator[str]:
+        for _no, line in _lines(path):
+            if isinstance(line, Reject):
+                pending.append(line)
+            else:
+                yield line
+
+    reader = csv.DictReader(good_lines(), delimiter=delimiter)
+    header = reader.fieldnames or []
+    absent = [c for c in required if c not in header]
+    if absent:
+        raise TailorError(f"{path}:1: the header has no column {', '.join(map(repr, absent))} (mapped in the spec); "
+                          f"its columns: {', '.join(header) or 'none'}")
     for row in reader:
+        while pending:
+            yield 0, pending.pop(0)
         if None in row:
-            raise TailorError(f"{path}:{reader.line_num}: more values than the {len(reader.fieldnames or [])} columns of the header")
-        yield reader.line_num, row
+            yield reader.line_num, Reject(f"{path}:{reader.line_num}", f"more values than the {len(header)} columns of the header")
+        else:
+            yield reader.line_num, row
+    while pending:
+        yield 0, pending.pop(0)
 
 
-def _parquet(path: Path) -> Iterator[tuple[int, dict]]:
+def _parquet(path: Path) -> Iterator[Row]:
     import pyarrow.parquet as pq
 
     try:
@@ -105,23 +195,31 @@ def _parquet(path: Path) -> Iterator[tuple[int, dict]]:
             yield row, obj
 
 
-def read_files(source: FilesSource, required: list[str], where: str) -> Iterator[dict]:
-    """Records of one files source; each has the required fields as strings plus provenance."""
-    for path in expand(source, where):
-        fmt = _format(path, source, where)
-        rows = {"txt": lambda: _txt(path, source.unit), "jsonl": lambda: _jsonl(path),
-                "csv": lambda: _csv(path, ","), "tsv": lambda: _csv(path, "\t"),
-                "parquet": lambda: _parquet(path)}[fmt]()
-        for line, record in rows:
-            for field in required:
-                value = record.get(field)
-                if value is None:
-                    keys = ", ".join(sorted(map(str, record))) or "none"
-                    raise TailorError(f"{path}:{line}: missing field {field!r} (named in data.fields); "
-                                      f"the record has: {keys}")
-                if not isinstance(value, str):
-                    record[field] = value if isinstance(value, (list, dict)) else str(value)
-            record[SOURCE_KEY] = f"{path}:{line}"
-            if source.split:
-                record[SPLIT_KEY] = source.split
-            yield record
+def _html(path: Path) -> Iterator[Row]:
+    from tailor.data.sources.html import extract
+
+    text, title = extract(_whole(path), path.as_uri())
+    yield 1, {"text": text, "title": title} if text else Reject(str(path), "no main text found in the HTML")
+
+
+def _pdf(path: Path) -> Iterator[Row]:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        pages = [page.extract_text() or "" for page in PdfReader(path).pages]
+    except (PdfReadError, OSError, ValueError) as e:
+        raise TailorError(f"{path}: not a readable PDF ({e})") from None
+    text = "\n\n".join(p.strip() for p in pages if p.strip())
+    yield 1, {"text": text, "pages": len(pages)} if text else Reject(str(path), "the PDF has no text layer (scanned?)")
+
+
+def read_files(source: FilesSource, columns: list[str], label_field: str | None, where: str,
+               key: str | None = None) -> Iterator[tuple[str, dict | Reject]]:
+    """(file:line, record or Reject) for every record of a files source; `key` names its paths in the spec."""
+    readers = {"txt": lambda p: _txt(p, source.unit), "jsonl": _jsonl, "json": _json,
+               "csv": lambda p: _csv(p, ",", columns), "tsv": lambda p: _csv(p, "\t", columns),
+               "parquet": _parquet, "html": _html, "pdf": _pdf, "label_studio": lambda p: _label_studio(p, label_field)}
+    for path in expand(source.paths, key or f"{where}.path"):
+        for line, record in readers[_format(path, source, where)](path):
+            yield f"{path}:{line}", record

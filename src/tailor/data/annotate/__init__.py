@@ -1,0 +1,1 @@
+"""Annotation: labels joined from files, rule-based labeling functions, Label Studio import/export."""

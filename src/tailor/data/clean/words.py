@@ -1,0 +1,55 @@
+"""Word-level rewriting for classic pipelines: stop words, stems, lemmas. Punctuation and spacing between
+words are kept; only the words change."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from tailor.data.clean.text_step import TextStep
+from tailor.errors import TailorError
+
+_WORD = re.compile(r"\w+(?:'\w+)?")
+_SPACES = re.compile(r"[ \t]{2,}")
+
+
+def _per_word(fn: Callable[[str], str | None]) -> Callable[[str], str]:
+    def apply(text: str) -> str:
+        out = _WORD.sub(lambda m: fn(m.group(0)) or "\x00", text)
+        if "\x00" not in out:
+            return out
+        return "\n".join(_SPACES.sub(" ", line.replace("\x00", "")).strip() for line in out.split("\n"))
+    return apply
+
+
+def stopwords_step(fields: list[str], language: str) -> TextStep:
+    """Remove the words of the `stop-words` list for language."""
+    from stop_words import StopWordError, get_stop_words
+
+    try:
+        stop = set(get_stop_words(language))
+    except StopWordError:
+        raise TailorError(f"data.clean stopwords.language: no stop-word list for {language!r}") from None
+    return TextStep("stopwords", fields, _per_word(lambda w: None if w.lower() in stop else w))
+
+
+def stem_step(fields: list[str], language: str) -> TextStep:
+    """Replace words by their Snowball stems."""
+    import snowballstemmer
+
+    names = {"en": "english", "de": "german", "fr": "french", "es": "spanish", "it": "italian", "nl": "dutch",
+             "pt": "portuguese", "sv": "swedish", "no": "norwegian", "da": "danish", "fi": "finnish", "ru": "russian"}
+    try:
+        stemmer = snowballstemmer.stemmer(names.get(language, language))
+    except KeyError:
+        raise TailorError(f"data.clean stem.language: no Snowball stemmer for {language!r}") from None
+    return TextStep("stem", fields, _per_word(stemmer.stemWord))
+
+
+def lemmatize_step(fields: list[str], language: str) -> TextStep:
+    """Replace words by their lemmas (simplemma's bundled dictionaries)."""
+    import simplemma
+
+    if language not in simplemma.strategies.dictionaries.dictionary_factory.SUPPORTED_LANGUAGES:
+        raise TailorError(f"data.clean lemmatize.language: simplemma has no dictionary for {language!r}")
+    return TextStep("lemmatize", fields, _per_word(lambda w: simplemma.lemmatize(w, lang=language)))

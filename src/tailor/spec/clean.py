@@ -1,0 +1,183 @@
+"""Options of the `data.clean` steps, one model per step; the step name is the key in the spec."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from tailor.spec.base import Strict
+
+Fields = list[str] | None
+FIELDS = Field(None, description="text fields the step reads; default: the model's fields (data.fields)")
+
+
+class DedupOptions(Strict):
+    """Exact duplicates: drop a record whose compared fields equal an earlier record's."""
+
+    fields: Fields = Field(None, description="fields compared; default: the model's fields")
+
+
+class NearDedupOptions(Strict):
+    """Near duplicates by MinHash LSH over word n-grams; the first record of a cluster is kept."""
+
+    fields: Fields = FIELDS
+    threshold: float = Field(0.8, gt=0, lt=1, description="estimated Jaccard similarity at which two records are duplicates")
+    num_perm: int = Field(112, ge=16, le=1024, description="MinHash permutations (signature length)")
+    ngram: int = Field(5, ge=1, le=20, description="words per shingle")
+    bands: int | None = Field(None, ge=1, description="LSH bands; default: chosen from threshold and num_perm")
+    verify: bool = Field(True, description="drop LSH candidates whose estimated Jaccard is clearly (2 standard "
+                                           "errors) below the threshold: fewer false positives")
+    seed: int = 1
+
+    @model_validator(mode="after")
+    def _bands_divide(self) -> NearDedupOptions:
+        if self.bands is not None and self.num_perm % self.bands:
+            raise ValueError(f"bands ({self.bands}) must divide num_perm ({self.num_perm})")
+        return self
+
+
+class MissingOptions(Strict):
+    """Records with empty or absent fields: drop them, or fill the field with a value."""
+
+    drop: Fields = Field(None, description="drop a record missing any of these; default: the model's fields")
+    fill: dict[str, str] = Field(default_factory=dict, description="field -> value to put where it is missing")
+
+
+class FixTextOptions(Strict):
+    """Repair mojibake and broken Unicode with ftfy."""
+
+    fields: Fields = FIELDS
+
+
+class SpellingOptions(Strict):
+    """Correct misspelled words with symspellpy's bundled English dictionary; code is never touched."""
+
+    fields: Fields = FIELDS
+    max_edit_distance: int = Field(2, ge=1, le=3)
+    min_length: int = Field(4, ge=2, description="shorter words are left alone")
+
+
+class NormalizeOptions(Strict):
+    """Unicode normal form and whitespace; optionally numbers, dates and units in one format."""
+
+    fields: Fields = FIELDS
+    unicode: Literal["NFC", "NFKC", "none"] = "NFKC"
+    whitespace: bool = Field(True, description="collapse runs of spaces, trim lines, at most one blank line")
+    drop_empty: bool = True
+    numbers: bool = Field(False, description="1,234.5 -> 1234.5 (thousands separators removed)")
+    dates: Literal["none", "mdy", "dmy"] = Field(
+        "none", description="rewrite dates as ISO 2024-03-05; mdy or dmy says how to read 03/05/2024")
+    units: bool = Field(False, description="'5kg', '5 kilograms', '5 Kg.' -> '5 kg'")
+
+
+class LowercaseOptions(Strict):
+    """Lowercase the text (classic pipelines; the report warns for generative models)."""
+
+    fields: Fields = FIELDS
+
+
+class LanguageWords(Strict):
+    fields: Fields = FIELDS
+    language: str = Field("en", description="ISO 639-1 code")
+
+
+class StopwordsOptions(LanguageWords):
+    """Remove stop words (the `stop-words` lists)."""
+
+
+class StemOptions(LanguageWords):
+    """Replace words by their Snowball stems."""
+
+
+class LemmatizeOptions(LanguageWords):
+    """Replace words by their lemmas (simplemma)."""
+
+
+class QualityOptions(Strict):
+    """Heuristic quality filters; each rule that fails names itself as the drop reason."""
+
+    fields: Fields = FIELDS
+    min_chars: int = 1
+    max_chars: int | None = None
+    min_words: int = 0
+    max_words: int | None = None
+    max_symbol_ratio: float | None = Field(0.3, description="share of characters that are neither letters, digits nor spaces")
+    max_digit_ratio: float | None = Field(0.5, description="share of characters that are digits")
+    max_duplicate_line_ratio: float | None = Field(0.3, description="share of lines that repeat an earlier line")
+    max_top_ngram_ratio: float | None = Field(
+        0.2, description="share of characters in the most frequent word 2-gram (Gopher repetition rule)")
+    gopher: bool = Field(False, description="Gopher rules: mean word length 3-10, >=80% words with a letter, "
+                                            "<=90% bullet lines, <=30% lines ending in an ellipsis, >=2 stop words")
+
+
+class PiiOptions(Strict):
+    """Replace emails, phone numbers, IP addresses and card numbers (Luhn-checked) by placeholders."""
+
+    fields: Fields = FIELDS
+    kinds: list[Literal["email", "phone", "ip", "card"]] = Field(default_factory=lambda: ["email", "phone", "ip", "card"])
+    drop: bool = Field(False, description="drop the record instead of redacting it")
+
+
+class LanguageOptions(Strict):
+    """Keep records in the given languages (py3langid, an offline detector with a bundled model)."""
+
+    fields: Fields = FIELDS
+    keep: list[str] = Field(min_length=1, description="ISO 639-1 codes, e.g. [en]")
+    min_chars: int = Field(20, description="shorter texts are kept undetected (too short to tell)")
+
+
+class LabelJoinOptions(Strict):
+    """Attach labels from a CSV or JSONL file by a shared id field."""
+
+    path: str
+    id: str = Field(description="id field, the same name in the records and in the file")
+    label: str = Field("label", description="column of the file that holds the label")
+    field: str | None = Field(None, description="record field to write; default: data.fields.output")
+    overwrite: bool = False
+
+
+class LabelRule(Strict):
+    """A labeling function: records matching the regex (or containing a keyword) vote for the label."""
+
+    label: str
+    pattern: str | None = None
+    keywords: list[str] = Field(default_factory=list)
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> LabelRule:
+        if not self.pattern and not self.keywords:
+            raise ValueError("a rule needs a pattern or keywords")
+        return self
+
+
+class LabelRulesOptions(Strict):
+    """Rule-based labeling: majority vote of the rules; coverage, overlap and conflict are reported."""
+
+    rules: list[LabelRule] = Field(min_length=1)
+    fields: Fields = Field(None, description="text fields the rules read; default: data.fields.input or text")
+    field: str | None = Field(None, description="record field to write; default: data.fields.output")
+    overwrite: bool = Field(False, description="also relabel records that already have a label")
+    drop_unlabelled: bool = Field(False, description="drop records no rule labels (or ties)")
+
+
+class LabelModelOptions(Strict):
+    """Pre-label records with a pretrained model for review: the most likely of `labels` and its probability."""
+
+    model: str = Field("smollm2-135m", description="a preset, a model folder or a .gguf file")
+    labels: list[str] = Field(min_length=2)
+    fields: Fields = Field(None, description="text fields shown to the model; default: data.fields.input or text")
+    field: str = Field("suggested_label", description="record field for the suggestion (plus <field>_score)")
+    prompt: str = Field("Text: {text}\nPossible labels: {labels}\nThe label of this text is:",
+                        description="{text} and {labels} are filled in; each label is scored as its continuation")
+
+
+CLEAN_STEPS: dict[str, type[BaseModel]] = {
+    "dedup": DedupOptions, "near_dedup": NearDedupOptions, "missing": MissingOptions, "fix_text": FixTextOptions,
+    "spelling": SpellingOptions, "normalize": NormalizeOptions, "lowercase": LowercaseOptions,
+    "stopwords": StopwordsOptions, "stem": StemOptions, "lemmatize": LemmatizeOptions, "quality": QualityOptions,
+    "pii": PiiOptions, "language": LanguageOptions, "label_join": LabelJoinOptions, "label_rules": LabelRulesOptions,
+    "label_model": LabelModelOptions,
+}
+CLASSIC_STEPS = ("lowercase", "stopwords", "stem", "lemmatize")  # the report warns when a generative model gets these
