@@ -107,7 +107,7 @@ def test_failed_stage_keeps_previous_artifacts(make_spec, tmp_path, monkeypatch)
     run_dir = Pipeline(spec, tmp_path / "runs").run(until="train")
     before = hash_tree(run_dir / "train")
 
-    def broken(spec, data_dir, tok_dir, model_dir, out_dir, progress=None):
+    def broken(spec, data_dir, tok_dir, model_dir, out_dir, progress=None, **kwargs):
         (out_dir / "model").mkdir()
         (out_dir / "model" / "model.safetensors").write_bytes(b"half a file")
         raise RuntimeError("disk on fire")

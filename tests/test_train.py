@@ -7,7 +7,7 @@ from tailor.models.transformer import Transformer, TransformerConfig
 from tailor.spec.train import Schedule, Train
 from tailor.train.batches import IGNORE, PairBatches, StreamBatches, collate
 from tailor.train.checkpoint import load_checkpoint, save_checkpoint
-from tailor.train.loop import make_optimizer
+from tailor.train.optim import make_optimizer
 from tailor.train.schedule import lr_at
 
 
@@ -45,7 +45,7 @@ def test_stream_eval_scores_every_token_but_the_first_once():
 
 def test_weight_decay_skips_vectors():
     model = Transformer(TransformerConfig(vocab_size=20, block_size=8, n_layer=1, n_head=1, n_embd=8))
-    decay, no_decay = make_optimizer(model, Train()).param_groups
+    decay, no_decay = make_optimizer(model, Train().optimizer).param_groups
     assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
 
@@ -54,7 +54,7 @@ def test_checkpoint_restores_model_optimizer_and_rng(tmp_path):
     torch.manual_seed(0)
     cfg = Train()
     model = Transformer(TransformerConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8))
-    opt = make_optimizer(model, cfg)
+    opt = make_optimizer(model, cfg.optimizer)
     x = torch.randint(0, 20, (4, 8))
     for _ in range(3):
         _, loss = model(x, x)
@@ -63,7 +63,9 @@ def test_checkpoint_restores_model_optimizer_and_rng(tmp_path):
         opt.step()
     save_checkpoint(tmp_path / "ck", model, opt, step=3)
     expected_rng = torch.rand(3)
-    model2, opt2, state = load_checkpoint(tmp_path / "ck", lambda m: make_optimizer(m, cfg))
+    model2 = Transformer(TransformerConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    opt2 = make_optimizer(model2, cfg.optimizer)
+    state = load_checkpoint(tmp_path / "ck", model2, opt2)
     assert state["step"] == 3
     torch.testing.assert_close(torch.rand(3), expected_rng)
     before, after = opt.state_dict()["state"], opt2.state_dict()["state"]

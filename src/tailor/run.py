@@ -6,6 +6,9 @@ stages' outputs) and of its outputs. A finished run is never changed: running th
 either finds every stage up to date (and does nothing), or starts a new run that reuses, by hard
 link, every earlier stage whose inputs are unchanged. An unfinished run (crashed, failed, or
 stopped with --until) of the same spec is continued in place.
+
+A stage that can resume keeps its state in `<run>/<stage>.work/` (the train stage's checkpoints):
+unlike the stage's temp folder it survives a crash, and it is removed once the stage is committed.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -65,7 +69,8 @@ def _stage_model(spec, run_dir, out, progress):
 
 def _stage_train(spec, run_dir, out, progress):
     from tailor.train import run_train
-    return run_train(spec, run_dir / "data", run_dir / "tokenizer", run_dir / "model", out, progress)
+    return run_train(spec, run_dir / "data", run_dir / "tokenizer", run_dir / "model", out, progress,
+                     work_dir=work_dir(run_dir, "train"))
 
 
 def _stage_evaluate(spec, run_dir, out, progress):
@@ -105,6 +110,11 @@ STAGES: tuple[Stage, ...] = (
           _ablation_results),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def work_dir(run_dir: Path, stage: str) -> Path:
+    """Where a stage keeps what lets it resume after a crash (kept until the stage is committed)."""
+    return run_dir / f"{stage}.work"
 
 
 def spec_hash(spec: Spec) -> str:
@@ -198,14 +208,29 @@ class Pipeline:
                 return run / stage.name
         return None
 
-    def run(self, until: str | None = None, start_from: str | None = None, progress=None) -> Path:
-        """Run the stages in order; return the run directory."""
+    def will_run(self, run_dir: Path, name: str) -> bool:
+        """Whether stage `name` would be computed (not skipped or reused) in run_dir, its upstream being done."""
+        outputs: dict[str, str] = {}
+        for stage in STAGES:
+            marker = read_marker(run_dir / stage.name)
+            input_hash = self.input_hash(stage, outputs)
+            if stage.name == name:
+                fresh = marker is not None and marker["input_hash"] == input_hash
+                return not fresh and self.find_cached(stage, input_hash, run_dir) is None
+            if marker is None:
+                raise TailorError(f"{run_dir}: stage {stage.name} has not run yet")
+            outputs[stage.name] = marker["output_hash"]
+        raise TailorError(f"unknown stage {name!r}")
+
+    def run(self, until: str | None = None, start_from: str | None = None, progress=None,
+            run_dir: Path | None = None) -> Path:
+        """Run the stages in order (in run_dir, or the run chosen for this spec); return the run directory."""
         last = STAGE_NAMES.index(until) if until else len(STAGES) - 1
         first_forced = STAGE_NAMES.index(start_from) if start_from else None
         if first_forced is not None and first_forced > last:
             raise TailorError(f"--from {start_from} comes after --until {until}")
         stages = STAGES[: last + 1]
-        run_dir = self.choose_run_dir(stages, force=first_forced is not None)
+        run_dir = run_dir or self.choose_run_dir(stages, force=first_forced is not None)
         with _locked(run_dir):
             info = read_run(run_dir) or {"name": self.spec.name, "run_id": run_dir.name, "spec_hash": self.spec_hash,
                                          "created": datetime.now().isoformat(timespec="seconds"), "stages": {}}
@@ -262,6 +287,7 @@ class Pipeline:
                                              "seconds": round(time.perf_counter() - start, 2),
                                              "finished": datetime.now().isoformat(timespec="seconds"),
                                              "summary": summary})
+        shutil.rmtree(work_dir(run_dir, stage.name), ignore_errors=True)
         seconds = time.perf_counter() - start
         self.console.print(f"[green]✓ {stage.name:<9} done in {seconds:.1f}s[/green]")
         info["stages"][stage.name] = {"status": "done", "seconds": round(seconds, 2)}

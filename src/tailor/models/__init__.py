@@ -13,6 +13,7 @@ from tailor.artifacts import atomic_write_json
 from tailor.errors import TailorError
 from tailor.models.transformer import Transformer, TransformerConfig
 from tailor.spec import Spec
+from tailor.train.losses import Objective
 
 MODEL_TYPE = "tailor-transformer"
 
@@ -53,13 +54,16 @@ def load_model(folder: Path, device: str | torch.device = "cpu") -> Transformer:
     return model.to(device)
 
 
-def compute_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+def compute_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                 objective: Objective | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(logits, mean loss over scored positions, number scored) for a batch on the model's device.
 
-    The one place where a model family meets the training loop and the evaluation.
+    The one place where a model family meets the training loop and the evaluation; `objective`
+    (label smoothing, class weights) scores the outputs, plain cross-entropy by default.
     """
-    logits, loss = model(batch["input_ids"], batch["targets"])
-    return logits, loss, int((batch["targets"] != -100).sum())
+    logits, _ = model(batch["input_ids"])
+    loss, n = (objective or Objective()).cross_entropy(logits, batch["targets"])
+    return logits, loss, n
 
 
 def example_lengths(spec: Spec, records: list[dict], codec) -> list[int]:

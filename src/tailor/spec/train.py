@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tailor.spec.base import Duration, Strict
 
 
 class Optimizer(Strict):
-    name: Literal["adamw"] = "adamw"
+    name: Literal["adamw", "sgd", "adafactor"] = "adamw"
     lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.1, ge=0, description="not applied to norms, biases and embeddings' positions")
-    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = Field(0.1, ge=0, description="not applied to norms, biases and other vectors")
+    betas: tuple[float, float] = Field((0.9, 0.95), description="adamw")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd")
+    nesterov: bool = Field(False, description="sgd: Nesterov momentum")
 
 
 class Schedule(Strict):
@@ -22,22 +24,90 @@ class Schedule(Strict):
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="final lr as a share of the peak")
 
 
+class Loss(Strict):
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
+    class_weights: dict[str, float] | None = Field(
+        None, description="classification: label -> weight in the cross-entropy (unlisted labels weigh 1)")
+
+
+class EarlyStopping(Strict):
+    metric: str = Field("validation/loss", description="validation/loss, validation/perplexity or validation/accuracy")
+    mode: Literal["auto", "min", "max"] = Field("auto", description="auto: max for accuracy, min otherwise")
+    patience: int = Field(3, ge=1, description="validation passes without improvement before stopping")
+    min_delta: float = Field(0.0, ge=0, description="smallest change that counts as an improvement")
+
+    @property
+    def maximize(self) -> bool:
+        return self.mode == "max" or (self.mode == "auto" and self.metric.endswith("accuracy"))
+
+
+class Checkpoints(Strict):
+    every: int | None = Field(None, ge=1, description="steps between checkpoints; default train.eval_every")
+    keep_last: int = Field(2, ge=1, description="how many of the latest checkpoints to keep")
+    keep_best: bool = Field(True, description="also keep the checkpoint with the best validation metric")
+
+
+class Tracking(Strict):
+    tensorboard: bool = Field(True, description="write TensorBoard event files under train/tensorboard/")
+    mlflow_uri: str | None = Field(None, description="an MLflow tracking URI: log params and metrics there too")
+    experiment: str | None = Field(None, description="MLflow experiment name; default the spec name")
+
+
+class Distributed(Strict):
+    strategy: Literal["ddp", "fsdp"] = Field("ddp", description="how several processes share the model")
+    backend: Literal["auto", "nccl", "gloo"] = Field("auto", description="auto: nccl on CUDA, gloo on CPU")
+
+
 class Train(Strict):
     optimizer: Optimizer = Field(default_factory=Optimizer)
     schedule: Schedule = Field(default_factory=Schedule)
-    batch_size: int = Field(32, ge=1)
-    max_steps: int = Field(1000, ge=1)
+    loss: Loss = Field(default_factory=Loss)
+    batch_size: int | Literal["auto"] = Field(32, description="examples per optimizer step (all processes); auto: planned")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step (batch_size is split among them)")
+    max_steps: int | Literal["auto"] = Field(
+        1000, description="optimizer steps; auto: as many as fit problem.constraints.time_budget")
     max_time: Duration | None = Field(None, description="stop earlier when this wall time is spent; default problem.constraints.time_budget")
     eval_every: int = Field(100, ge=1, description="steps between validation passes")
     eval_batches: int = Field(20, ge=1, description="batches per validation pass")
     grad_clip: float | None = Field(1.0, gt=0)
     loss_on: Literal["output", "all"] = Field("output", description="for input/output data: learn only the answers, or everything")
+    packing: bool = Field(False, description="input/output data: pack examples into full rows, no padding")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 where the device has it, else fp32")
+    compile: bool = Field(False, description="torch.compile the model")
+    deterministic: bool = Field(True, description="deterministic kernels, so a resumed run repeats the same curve")
+    early_stopping: EarlyStopping | None = None
+    checkpoints: Checkpoints = Field(default_factory=Checkpoints)
+    tracking: Tracking = Field(default_factory=Tracking)
+    distributed: Distributed = Field(default_factory=Distributed)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Train:
+        for key in ("batch_size", "max_steps"):
+            value = getattr(self, key)
+            if value != "auto" and value < 1:
+                raise ValueError(f"{key} must be at least 1 or 'auto', got {value}")
+        if self.batch_size != "auto" and self.batch_size % self.grad_accum:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of grad_accum ({self.grad_accum})")
+        return self
+
+    @property
+    def eval_batch_size(self) -> int:
+        """Batch size for scoring whole splits: batch_size, or 32 when it is planned."""
+        return self.batch_size if self.batch_size != "auto" else 32
 
 
 class Tune(Strict):
     method: Literal["grid", "random", "bayesian"] = "bayesian"
     trials: int = Field(10, ge=1)
-    metric: str = "validation/loss"
-    direction: Literal["minimize", "maximize"] = "minimize"
-    space: dict[str, list[Any]] = Field(default_factory=dict, description="spec key -> [low, high(, log)] or choices")
+    metric: str = Field("validation/loss", description="validation/loss, validation/perplexity or validation/accuracy")
+    direction: Literal["auto", "minimize", "maximize"] = Field("auto", description="auto: maximize accuracy, minimize the rest")
+    space: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="spec key -> [low, high] or [low, high, log] for numbers, or a list of choices")
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    parallel: int = Field(1, ge=1, description="trials run at once in this process")
+    storage: str | None = Field(None, description="optuna storage URL; default SQLite in the runs folder. "
+                                                  "postgresql://... shares trials across machines")
+    study: str | None = Field(None, description="study name; default the spec name")
+    seed: int = 0

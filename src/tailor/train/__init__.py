@@ -1,29 +1,31 @@
-"""The train stage: fit the model stage's network on the train split."""
+"""The train stage: fit the model stage's network on the train split, resumably.
+
+Checkpoints, metrics and the plan live in a work folder (`<run>/train.work/` under `tailor run`)
+that survives a crash; a later run with the same inputs continues from its newest good
+checkpoint. The finished stage folder gets the trained model, the kept checkpoints, metrics.jsonl,
+TensorBoard events, plan.json and summary.json.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import torch
+from rich.console import Console
 from rich.progress import Progress
 
-from tailor.artifacts import atomic_write_json
+from tailor.artifacts import atomic_write_json, hash_json, hash_tree, link_tree
+from tailor.errors import TailorError
 from tailor.spec import Spec
+from tailor.train.distributed import pick_device
+
+__all__ = ["run_train", "pick_device", "model_card"]
 
 FINAL = "model"            # the trained model folder inside the stage directory
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
-
-
-def pick_device(choice: str) -> torch.device:
-    """auto: CUDA, then Apple MPS, then CPU."""
-    if choice == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(choice)
+WORK_FILES = ("checkpoints", "metrics.jsonl", "tensorboard", "plan.json", "fingerprint.json")
 
 
 def model_card(spec: Spec) -> dict:
@@ -32,22 +34,70 @@ def model_card(spec: Spec) -> dict:
     return {"name": spec.name, "format": "text" if f.text is not None else "pairs", "fields": f.model_dump()}
 
 
+def _fingerprint(spec: Spec, *folders: Path) -> str:
+    """What the work folder's checkpoints were made from: the train spec and the upstream artifacts."""
+    from tailor.artifacts import MARKER
+
+    parts = []
+    for folder in folders:
+        marker = folder / MARKER
+        parts.append(json.loads(marker.read_text())["output_hash"] if marker.is_file() else hash_tree(folder))
+    keep = spec.model_dump(mode="json", include={"name", "train", "data", "problem"})
+    keep["problem"] = keep["problem"]["constraints"]
+    return hash_json({"spec": keep, "upstream": parts})
+
+
+def _prepare_work(work: Path, fingerprint: str, console: Console) -> None:
+    """Start afresh when the work folder was made from other inputs."""
+    path = work / "fingerprint.json"
+    if path.is_file() and json.loads(path.read_text()).get("fingerprint") != fingerprint:
+        console.print(f"[yellow]note:[/yellow] {work} holds checkpoints of other inputs; starting afresh")
+        for name in WORK_FILES:
+            target = work / name
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"fingerprint": fingerprint})
+
+
+def label_names(model: torch.nn.Module) -> list[str] | None:
+    """Class labels of a classification head, in index order (the HF config's id2label)."""
+    id2label = getattr(getattr(model, "config", None), "id2label", None)
+    if not isinstance(id2label, dict):
+        return None
+    return [id2label[k] for k in sorted(id2label, key=int)]
+
+
 def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, out_dir: Path,
-              progress: Progress | None = None) -> dict:
-    """Write model/ (trained, with its tokenizer), checkpoints/, metrics.jsonl and summary.json."""
+              progress: Progress | None = None, work_dir: Path | None = None, require_resume: bool = False) -> dict:
+    """Write model/ (trained, with its tokenizer), checkpoints/, metrics.jsonl, plan.json and summary.json."""
     from tailor.data import load_split
     from tailor.deploy.manifest import write_manifest
     from tailor.models import load_model, save_model
     from tailor.tokenizer import Codec
     from tailor.train.batches import make_batches
-    from tailor.train.checkpoint import save_checkpoint
-    from tailor.train.loop import make_optimizer, train_loop
+    from tailor.train.checkpoint import Checkpoints, load_checkpoint
+    from tailor.train.distributed import make_accelerator
+    from tailor.train.loop import Engine, LoopState, train_loop
+    from tailor.train.losses import Objective, class_weight_tensor
+    from tailor.train.monitor import Monitor
+    from tailor.train.optim import make_optimizer
 
     cfg = spec.train
+    out_dir, work = Path(out_dir), Path(work_dir) if work_dir is not None else Path(out_dir)
+    acc = make_accelerator(cfg, spec.problem.constraints.device)
+    main = acc.is_main_process
+    console = progress.console if progress is not None else Console(stderr=True)
+
+    def warn(message: str) -> None:
+        if main:
+            console.print(f"[yellow]warning:[/yellow] {message}")
+
+    if main:
+        _prepare_work(work, _fingerprint(spec, data_dir, tokenizer_dir, model_dir), console)
+    acc.wait_for_everyone()
     torch.manual_seed(cfg.seed)
-    device = pick_device(spec.problem.constraints.device)
     codec = Codec.load(tokenizer_dir)
-    model = load_model(model_dir)
+    model = load_model(model_dir).to(acc.device)
     block = model.config.block_size
     train_records = load_split(data_dir, "train")
     val_records = load_split(data_dir, "validation")
@@ -55,19 +105,99 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
     if not val_records:
         notes.append("the validation split is empty: validation loss is measured on the train split")
         val_records = train_records
-    train_batches = make_batches(spec, train_records, codec, block, cfg.batch_size, cfg.seed)
-    val_batches = make_batches(spec, val_records, codec, block, cfg.batch_size, cfg.seed)
-    optimizer = make_optimizer(model, cfg)
     max_time = cfg.max_time if cfg.max_time is not None else spec.problem.constraints.time_budget
-    summary = train_loop(model, optimizer, train_batches, val_batches, cfg, device, out_dir / "metrics.jsonl",
-                         max_time, progress)
-    model.cpu()
-    save_checkpoint(out_dir / "checkpoints" / f"step-{summary['steps']:07d}", model, optimizer, summary["steps"])
+
+    def batches_for(records: list[dict], size: int):
+        return make_batches(spec, records, codec, block, size, cfg.seed)
+
+    def new_optimizer(m: torch.nn.Module) -> torch.optim.Optimizer:
+        return make_optimizer(m, cfg.optimizer)
+
+    plan = _plan(spec, work, model, new_optimizer, lambda n: batches_for(train_records, n),
+                 lambda n: batches_for(val_records, n), acc, max_time, len(train_records), console)
+    max_time = plan.get("budget_seconds") or max_time
+    batch_size, max_steps = plan["batch_size"], plan["max_steps"]
+    train_batches, val_batches = batches_for(train_records, batch_size), batches_for(val_records, batch_size)
+    optimizer = new_optimizer(model)
+    checkpoints = Checkpoints(work / "checkpoints", cfg.checkpoints.keep_last, warn)
+    state = LoopState()
+    good = checkpoints.latest_good(drop_bad=main)
+    if good is not None:
+        saved = load_checkpoint(good, model, optimizer)
+        state = LoopState(**saved["loop"])
+        if main:
+            console.print(f"resuming from {good} (step {state.step} of {max_steps})")
+    elif require_resume:
+        raise TailorError(f"--resume: no checkpoint to resume from in {work / 'checkpoints'}")
+    objective = Objective(cfg.loss.label_smoothing, class_weight_tensor(cfg.loss.class_weights, label_names(model)))
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
+    try:
+        wrapped, optimizer = acc.prepare(torch.compile(model) if cfg.compile else model, optimizer)
+        engine = Engine(wrapped, model, optimizer, acc, objective)
+        params = {"batch_size": batch_size, "max_steps": max_steps, "optimizer": cfg.optimizer.name,
+                  "lr": cfg.optimizer.lr, "precision": cfg.precision, "processes": acc.num_processes}
+        monitor = Monitor(work, state.step, max_steps, cfg.tracking.tensorboard, cfg.tracking.mlflow_uri,
+                          cfg.tracking.experiment or spec.name, params, progress, warn, enabled=main)
+        try:
+            summary = train_loop(engine, train_batches, val_batches, cfg, max_steps, checkpoints, monitor, state,
+                                 max_time, {"plan": plan})
+        finally:
+            monitor.close()
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+    if not main:
+        return summary
     final = out_dir / FINAL
-    save_model(model, final, {"tailor": model_card(spec)})
+    save_model(model.cpu(), final, {"tailor": model_card(spec)})
     for name in TOKENIZER_FILES:
         shutil.copy2(tokenizer_dir / name, final / name)
     write_manifest(final)  # a server verifies the folder against it before loading
-    summary.update(device=str(device), notes=notes, parameters=sum(p.numel() for p in model.parameters()))
+    if work != out_dir:  # the finished stage carries the kept checkpoints and the logs
+        for name in WORK_FILES:
+            src = work / name
+            if src.is_dir():
+                link_tree(src, out_dir / name)
+            elif src.is_file():
+                shutil.copy2(src, out_dir / name)
+    summary.update(device=str(acc.device), processes=acc.num_processes, precision=acc.mixed_precision,
+                   batch_size=batch_size, notes=notes, plan=plan.get("reason"),
+                   parameters=sum(p.numel() for p in model.parameters()))
+    summary["best_validation_loss"] = summary["best_validation"]["value"] \
+        if summary["best_validation"]["metric"] == "validation/loss" else None
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
+
+
+def _plan(spec: Spec, work: Path, model, new_optimizer, train_for, val_for, acc, max_time, n_train: int,
+          console: Console) -> dict:
+    """The batch size and step count: from the spec, or measured and chosen once (plan.json) and then reused."""
+    from tailor.train.distributed import broadcast_text
+    from tailor.train.plan import CANDIDATES, choose_plan, default_memory_limit, measure, time_eval
+
+    cfg = spec.train
+    path = work / "plan.json"
+    if cfg.batch_size != "auto" and cfg.max_steps != "auto":
+        return {"batch_size": cfg.batch_size, "max_steps": cfg.max_steps, "reason": "from the spec"}
+    if acc.is_main_process and not path.is_file():
+        import time
+
+        start = time.perf_counter()
+        if cfg.batch_size == "auto":
+            sizes = [s for s in CANDIDATES if s <= max(n_train, CANDIDATES[0]) and s % cfg.grad_accum == 0]
+        else:
+            sizes = [cfg.batch_size]
+        measured = measure(model, new_optimizer, train_for, sizes, acc.device, acc.autocast)
+        probe_size = max(sizes)
+        eval_seconds = time_eval(model, val_for(probe_size), cfg.eval_batches, acc.device)
+        spent = time.perf_counter() - start
+        budget = max_time - spent if max_time is not None else None
+        memory = default_memory_limit(acc.device, spec.problem.constraints.max_memory)
+        plan = choose_plan(measured, cfg, budget, memory, eval_seconds).to_dict()
+        plan["planning_seconds"] = round(spent, 2)
+        atomic_write_json(path, plan)
+        console.print(f"[bold]plan:[/bold] {plan['reason']} (measured in {spent:.1f}s; predicted "
+                      f"{plan['predicted_seconds']:.0f}s)")
+    if acc.num_processes > 1:
+        return json.loads(broadcast_text(path.read_text() if acc.is_main_process else None))
+    return json.loads(path.read_text())

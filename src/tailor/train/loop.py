@@ -1,102 +1,270 @@
-"""The training loop, written out: AdamW, warmup + schedule, clipping, validation, logging."""
+"""The training loop, written out: accumulation, mixed precision, clipping, validation, early stopping,
+checkpoints and exact resume, on one process or many (accelerate: DDP or FSDP).
+
+Batch `step` is a pure function of (seed, step) and so is the dropout seed, so a run resumed from
+a checkpoint repeats the uninterrupted run exactly (on CPU in deterministic mode). With several
+processes every rank builds the same global batch and trains on its share of the rows; the loss
+of each share is weighted by its share of the scored tokens, so the gradient equals that of one
+process on the whole batch.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from rich.progress import Progress
 
-from tailor.errors import TailorError
 from tailor.models import compute_loss
 from tailor.spec.train import Train
+from tailor.train.checkpoint import Checkpoints, load_checkpoint
+from tailor.train.losses import IGNORE, Objective
+from tailor.train.monitor import Monitor
+from tailor.train.optim import set_lr
 from tailor.train.schedule import lr_at
 
-
-def make_optimizer(model: torch.nn.Module, cfg: Train) -> torch.optim.Optimizer:
-    """AdamW; weight decay on matrices only (not on norms, biases or other vectors)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.optimizer.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.optimizer.lr, betas=cfg.optimizer.betas)
+Batch = dict[str, torch.Tensor]
 
 
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+@dataclass
+class LoopState:
+    """Counters a checkpoint carries so that a resumed run continues the same curve."""
+
+    step: int = 0
+    tokens: int = 0
+    seconds: float = 0.0          # training time spent before this process started
+    best: float | None = None     # best validation metric so far
+    best_step: int | None = None
+    stale: int = 0                # validation passes since the best
+    window_loss: float = 0.0      # sums over the steps since the last logged row
+    window_steps: int = 0
+    window_tokens: int = 0
+
+
+@dataclass
+class Engine:
+    """What the loop trains with; `model` may be wrapped (DDP, FSDP, compiled), `raw_model` is not."""
+
+    model: torch.nn.Module
+    raw_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    accelerator: object           # accelerate.Accelerator
+    objective: Objective = field(default_factory=Objective)
+    on_step: Callable[[int], None] | None = None  # a head's per-step hook (e.g. gradual unfreezing)
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+
+def targets_of(batch: Batch) -> torch.Tensor:
+    """The tensor a batch is scored against: next-token `targets` or head `labels`."""
+    return batch["targets"] if "targets" in batch else batch["labels"]
+
+
+def scored(batch: Batch) -> int:
+    """How many positions (or examples) of a batch carry a loss."""
+    t = targets_of(batch)
+    return int((t != IGNORE).sum()) if not t.is_floating_point() else t.shape[0]
+
+
+def take_rows(batch: Batch, rows: torch.Tensor) -> Batch:
+    """The given rows of every tensor in the batch."""
+    return {k: v[rows] for k, v in batch.items()}
+
+
+def trim(batch: Batch) -> Batch:
+    """Drop trailing columns that score nothing: under causal attention they cannot change the rest."""
+    if "targets" not in batch:
+        return batch
+    t = batch["targets"]
+    used = (t != IGNORE).any(dim=0).nonzero()
+    width = int(used.max()) + 1 if len(used) else 1
+    if width == t.shape[1]:
+        return batch
+    return {k: v[:, :width] if v.dim() >= 2 and v.shape[:2] == t.shape else v for k, v in batch.items()}
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 @torch.no_grad()
-def evaluate_loss(model: torch.nn.Module, batches, limit: int | None, device: torch.device) -> tuple[float, int]:
-    """Mean loss per scored token over the first `limit` evaluation batches (None: all), and the token count."""
+def evaluate(model: torch.nn.Module, batches, limit: int | None, device: torch.device) -> dict[str, float]:
+    """Mean loss per scored position over the first `limit` evaluation batches (None: all), perplexity,
+    and accuracy (argmax equals the target) for token and label heads."""
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    total, count, hits = 0.0, 0, 0
     for batch in batches.eval_batches(limit):
-        _, loss, n = compute_loss(model, to_device(batch, device))
+        batch = to_device(batch, device)
+        logits, loss, n = compute_loss(model, batch)
         total += loss.item() * n
         count += n
+        t = targets_of(batch)
+        if not t.is_floating_point() and logits.shape[:-1] == t.shape:
+            hits += int(((logits.argmax(-1) == t) & (t != IGNORE)).sum())
     model.train(was_training)
-    return (total / count if count else float("nan")), count
+    loss = total / count if count else float("nan")
+    return {"loss": loss, "perplexity": math.exp(min(loss, 700)), "accuracy": hits / count if count else 0.0,
+            "tokens": count}
 
 
-def train_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_batches: Callable, val_batches,
-               cfg: Train, device: torch.device, metrics_path: Path, max_time: float | None = None,
-               progress: Progress | None = None) -> dict:
-    """Run cfg.max_steps optimizer steps (or until max_time seconds); log to metrics_path (JSONL)."""
-    model.to(device).train()
-    log_every = max(1, cfg.max_steps // 200)
-    start = time.perf_counter()
-    tokens = window_tokens = 0
-    window_loss, window_steps, window_start = 0.0, 0, start
-    best_val, stopped = math.inf, "max_steps"
-    task = progress.add_task("train", total=cfg.max_steps) if progress else None
-    with open(metrics_path, "a", encoding="utf-8") as log:
-        def write(row: dict) -> None:
-            log.write(json.dumps(row) + "\n")
-            log.flush()
+def evaluate_loss(model: torch.nn.Module, batches, limit: int | None, device: torch.device) -> tuple[float, int]:
+    """(mean loss per scored token, token count) over the evaluation batches."""
+    values = evaluate(model, batches, limit, device)
+    return values["loss"], int(values["tokens"])
 
-        step = 0
-        for step in range(cfg.max_steps):
-            lr = lr_at(step, cfg.optimizer.lr, cfg.max_steps, cfg.schedule)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            batch = to_device(train_batches(step), device)
-            _, loss, _ = compute_loss(model, batch)
-            if not torch.isfinite(loss):
-                raise TailorError(f"train: the loss became {loss.item()} at step {step}; lower train.optimizer.lr")
+
+def _train_step(engine: Engine, batch: Batch, cfg: Train) -> tuple[float, int]:
+    """Forward and backward over this rank's micro-batches; returns (mean loss of the global batch, tokens)."""
+    acc, model = engine.accelerator, engine.model
+    n_global = max(1, scored(batch))
+    mine = torch.tensor_split(torch.arange(len(targets_of(batch))), engine.world)[engine.rank]
+    micro = [m for m in torch.tensor_split(mine, cfg.grad_accum) if len(m)]
+    loss_sum = torch.zeros((), device=engine.device, dtype=torch.float64)
+    tokens = 0
+    for i, rows in enumerate(micro):
+        mb = to_device(trim(take_rows(batch, rows)), engine.device)
+        sync = contextlib.nullcontext() if i == len(micro) - 1 else acc.no_sync(model)
+        with sync, acc.autocast():
+            _, loss, n = compute_loss(model, mb, engine.objective)
+            # weight by this micro-batch's share of the scored positions; DDP averages over ranks
+            acc.backward(loss * (n * engine.world / n_global))
+        loss_sum += loss.detach().double() * n
+        tokens += mb["input_ids"].numel()
+    if engine.world > 1:
+        both = torch.stack([loss_sum, torch.tensor(float(tokens), device=engine.device, dtype=torch.float64)])
+        both = acc.reduce(both, reduction="sum")
+        return both[0].item() / n_global, int(both[1].item())
+    return loss_sum.item() / n_global, tokens
+
+
+def _improved(value: float, best: float | None, cfg: Train) -> bool:
+    if best is None:
+        return math.isfinite(value)
+    es = cfg.early_stopping
+    delta = es.min_delta if es else 0.0
+    maximize = es.maximize if es else False
+    return value > best + delta if maximize else value < best - delta
+
+
+def train_loop(engine: Engine, train_batches: Callable[[int], Batch], val_batches, cfg: Train, max_steps: int,
+               checkpoints: Checkpoints, monitor: Monitor, state: LoopState, max_time: float | None = None,
+               extra_state: dict | None = None) -> dict:
+    """Run optimizer steps state.step..max_steps (or until time, early stopping or a NaN); return a summary."""
+    model, optimizer, acc = engine.model, engine.optimizer, engine.accelerator
+    main = acc.is_main_process
+    model.train()
+    log_every = max(1, max_steps // 200)
+    every = cfg.checkpoints.every or cfg.eval_every
+    metric = (cfg.early_stopping.metric if cfg.early_stopping else "validation/loss").split("/", 1)[1]
+    stopped, start = "max_steps", time.perf_counter()
+    window_start = start
+    last_saved = state.step if state.step else None
+
+    def save(step: int) -> None:
+        nonlocal last_saved
+        if main:
+            checkpoints.save(engine.raw_model, optimizer, step, {"loop": asdict(state), **(extra_state or {})},
+                             state.best_step if cfg.checkpoints.keep_best else None)
+        last_saved = step
+
+    while state.step < max_steps:
+        step = state.step
+        lr = lr_at(step, cfg.optimizer.lr, max_steps, cfg.schedule)
+        set_lr(optimizer, lr)
+        if engine.on_step is not None:
+            engine.on_step(step)
+        torch.manual_seed(cfg.seed * 1_000_003 + step * 1_009 + engine.rank)  # dropout: a function of the step
+        step_loss, n_tokens = _train_step(engine, train_batches(step), cfg)
+        if not math.isfinite(step_loss):
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            n = batch["input_ids"].numel()
-            tokens += n
-            window_tokens += n
-            window_loss += loss.item()
-            window_steps += 1
-            done = step + 1
-            if done % log_every == 0 or done == cfg.max_steps:
-                now = time.perf_counter()
-                speed = window_tokens / max(now - window_start, 1e-9)
-                write({"step": done, "split": "train", "loss": window_loss / window_steps, "lr": lr,
-                       "tokens": tokens, "tokens_per_s": round(speed, 1), "elapsed_s": round(now - start, 3)})
-                if progress and task is not None:
-                    progress.update(task, completed=done, info=f"loss {window_loss / window_steps:.4f} · {speed:,.0f} tok/s")
-                window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, now
-            out_of_time = max_time is not None and time.perf_counter() - start > max_time
-            if done % cfg.eval_every == 0 or done == cfg.max_steps or out_of_time:
-                val, _ = evaluate_loss(model, val_batches, cfg.eval_batches, device)
-                best_val = min(best_val, val)
-                write({"step": done, "split": "validation", "loss": val, "elapsed_s": round(time.perf_counter() - start, 3)})
-            if out_of_time:
-                stopped = "time budget"
-                break
-    elapsed = time.perf_counter() - start
-    return {"steps": step + 1, "tokens": tokens, "seconds": round(elapsed, 2), "stopped_by": stopped,
-            "tokens_per_s": round(tokens / max(elapsed, 1e-9), 1), "best_validation_loss": best_val}
+            stopped = f"non-finite loss ({step_loss}) at step {step + 1}"
+            monitor.note(f"the loss became {step_loss} at step {step + 1}: training stopped; the last good "
+                         "checkpoint is kept (lower train.optimizer.lr or set train.grad_clip)")
+            break
+        if cfg.grad_clip:
+            acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step = done = step + 1
+        state.tokens += n_tokens
+        state.window_loss += step_loss
+        state.window_steps += 1
+        state.window_tokens += n_tokens
+        now = time.perf_counter()
+        if done % log_every == 0 or done == max_steps:
+            speed = state.window_tokens / max(now - window_start, 1e-9)
+            mean = state.window_loss / state.window_steps
+            monitor.write({"step": done, "split": "train", "loss": mean, "lr": lr, "tokens": state.tokens,
+                           "tokens_per_s": round(speed, 1), "elapsed_s": round(state.seconds + now - start, 3)})
+            best = f" · best {metric} {state.best:.4f}" if state.best is not None else ""
+            monitor.show(done, f"loss {mean:.4f} · lr {lr:.2e} · {speed:,.0f} tok/s{best}")
+            state.window_loss, state.window_steps, state.window_tokens, window_start = 0.0, 0, 0, now
+        out_of_time = max_time is not None and state.seconds + now - start > max_time
+        if engine.world > 1:  # every rank must stop at the same step
+            flag = acc.reduce(torch.tensor([float(out_of_time)], device=engine.device), reduction="sum")
+            out_of_time = bool(flag.item())
+        stop_early = False
+        if done % cfg.eval_every == 0 or done == max_steps or out_of_time:
+            with acc.autocast():
+                values = evaluate(model, val_batches, cfg.eval_batches, engine.device)
+            monitor.write({"step": done, "split": "validation", **values,
+                           "elapsed_s": round(state.seconds + time.perf_counter() - start, 3)})
+            if _improved(values[metric], state.best, cfg):
+                state.best, state.best_step, state.stale = values[metric], done, 0
+                if cfg.checkpoints.keep_best or cfg.early_stopping:
+                    state.seconds += time.perf_counter() - start
+                    start = time.perf_counter()
+                    save(done)
+            else:
+                state.stale += 1
+                stop_early = cfg.early_stopping is not None and state.stale >= cfg.early_stopping.patience
+        if last_saved != done and (done % every == 0 or done == max_steps or out_of_time or stop_early):
+            state.seconds += time.perf_counter() - start
+            start = time.perf_counter()
+            save(done)
+        if stop_early:
+            stopped = (f"early stopping: validation/{metric} did not improve for {state.stale} passes "
+                       f"(best {state.best:.4g} at step {state.best_step})")
+            break
+        if out_of_time:
+            stopped = "time budget"
+            break
+    state.seconds += time.perf_counter() - start
+    acc.wait_for_everyone()
+    final = _final_weights(engine, checkpoints, cfg, state, stopped) if main else ""
+    return {"steps": state.step, "tokens": state.tokens, "seconds": round(state.seconds, 2), "stopped_by": stopped,
+            "tokens_per_s": round(state.tokens / max(state.seconds, 1e-9), 1),
+            "best_validation": {"metric": f"validation/{metric}", "value": state.best, "step": state.best_step},
+            "final_weights": final, "warnings": monitor.warnings}
+
+
+def _final_weights(engine: Engine, checkpoints: Checkpoints, cfg: Train, state: LoopState, stopped: str) -> str:
+    """Load the weights the trained model keeps: the best checkpoint (keep_best), or the last good one after a NaN."""
+    nan = stopped.startswith("non-finite")
+    if cfg.checkpoints.keep_best and state.best_step is not None and (state.best_step != state.step or nan):
+        load_checkpoint(checkpoints.path(state.best_step), engine.raw_model)
+        return f"best validation checkpoint (step {state.best_step})"
+    if nan:
+        good = checkpoints.latest_good(drop_bad=False)
+        if good is None:
+            from tailor.errors import TailorError
+
+            raise TailorError(f"train: {stopped} before any checkpoint was written; lower train.optimizer.lr")
+        load_checkpoint(good, engine.raw_model)
+        return f"last good checkpoint ({good.name})"
+    return f"last step ({state.step})"
