@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -159,6 +160,46 @@ def data(
     for warning in report["warnings"]:
         out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     out.print(f"data: {run_dir / 'data'}")
+
+
+@app.command()
+def train(
+    spec: Path = typer.Argument(..., help="Spec file (YAML)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted training of this spec from its "
+                                                        "last good checkpoint (an error if there is none)."),
+    nproc: int = typer.Option(1, "--nproc", help="Train on this many local processes (DDP or FSDP, see train.distributed)."),
+    runs_dir: Path = RUNS_DIR,
+) -> None:
+    """Run the stages through training. An interrupted training always continues from its last good checkpoint."""
+    from tailor.console import progress_bar
+    from tailor.run import STAGES, Pipeline, work_dir
+    from tailor.spec import load_spec
+    from tailor.train.checkpoint import Checkpoints
+    from tailor.train.distributed import launch, train_on_ranks, world_size
+
+    if nproc > 1 and world_size() == 1:
+        raise typer.Exit(launch(nproc, ["train", str(spec), "--runs-dir", str(runs_dir)] + (["--resume"] if resume else [])))
+    s = load_spec(spec)
+    with progress_bar() as progress:
+        pipeline = Pipeline(s, runs_dir, progress.console)
+        if resume:
+            candidate = pipeline.choose_run_dir(STAGES[:4], force=False)
+            folder = work_dir(candidate, "train") / "checkpoints"
+            if Checkpoints(folder, warn=lambda m: None).latest_good(drop_bad=False) is None:
+                raise TailorError(f"--resume: no interrupted training of {s.name} to continue (no good checkpoint in {folder})")
+        if world_size() > 1:
+            run_dir = train_on_ranks(s, runs_dir, progress.console, progress)
+        else:
+            run_dir = pipeline.run(until="train", progress=progress)
+    if os.environ.get("RANK", "0") != "0":
+        return
+    summary_path = run_dir / "train" / "summary.json"
+    if summary_path.is_file():
+        t = json.loads(summary_path.read_text())
+        best = t["best_validation"]
+        out.print(f"trained {t['steps']} steps in {t['seconds']}s ({t['tokens_per_s']:,.0f} tokens/s); "
+                  f"stopped by {t['stopped_by']}; best {best['metric']} {best['value']:.4f} at step {best['step']}")
+    out.print(f"run: {run_dir}")
 
 
 @app.command()

@@ -71,7 +71,8 @@ def launch(nproc: int, args: list[str]) -> int:
     if nproc < 1:
         raise TailorError(f"--nproc must be at least 1, got {nproc}")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "tailor.cli", *args]
+           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "tailor.cli",
+           *(["--debug"] if "--debug" in sys.argv else []), *args]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}
     return subprocess.call(cmd, env=env)
 
@@ -87,3 +88,36 @@ def broadcast_text(text: str | None) -> str:
     buf = data if dist.get_rank() == 0 else torch.empty(int(size.item()), dtype=torch.uint8, device=dev)
     dist.broadcast(buf, 0)
     return bytes(buf.cpu().tolist()).decode()
+
+
+def train_on_ranks(spec, runs_dir, console, progress=None):
+    """`tailor train` inside a torchrun/accelerate launch: rank 0 runs the stages, every rank trains.
+
+    Rank 0 prepares data, tokenizer and model and tells the others which run folder to use; then
+    every rank runs the training loop, and rank 0 commits the train stage.
+    """
+    import json
+    from pathlib import Path
+
+    from accelerate import PartialState
+
+    from tailor.run import Pipeline, work_dir
+
+    on_cpu = pick_device(spec.problem.constraints.device).type == "cpu"
+    state = PartialState(cpu=on_cpu)  # joins the process group the launcher set up
+    pipeline = Pipeline(spec, runs_dir, console)
+    text = None
+    if state.is_main_process:
+        run_dir = pipeline.run(until="model")
+        text = json.dumps({"run_dir": str(run_dir), "train": pipeline.will_run(run_dir, "train")})
+    info = json.loads(broadcast_text(text))
+    run_dir = Path(info["run_dir"])
+    if state.is_main_process:
+        pipeline.run(until="train", progress=progress, run_dir=run_dir)
+    elif info["train"]:
+        from tailor.train import run_train
+
+        work = work_dir(run_dir, "train")
+        run_train(spec, run_dir / "data", run_dir / "tokenizer", run_dir / "model", work, work_dir=work)
+    state.wait_for_everyone()
+    return run_dir
