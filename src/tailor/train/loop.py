@@ -175,12 +175,23 @@ def train_loop(engine: Engine, train_batches: Callable[[int], Batch], val_batche
     window_start = start
     last_saved = state.step if state.step else None
 
-    def save(step: int) -> None:
-        nonlocal last_saved
+    def save(step: int) -> bool:
+        """Checkpoint the state after `step`; False (and nothing written) when the weights are no longer finite."""
+        nonlocal last_saved, start
+        if not all(bool(torch.isfinite(p).all()) for p in engine.raw_model.parameters()):
+            return False
+        state.seconds += time.perf_counter() - start
+        start = time.perf_counter()
         if main:
             checkpoints.save(engine.raw_model, optimizer, step, {"loop": asdict(state), **(extra_state or {})},
                              state.best_step if cfg.checkpoints.keep_best else None)
         last_saved = step
+        return True
+
+    def diverged(what: str, step: int) -> str:
+        monitor.note(f"the {what} became non-finite at step {step}: training stopped; the last good "
+                     "checkpoint is kept (lower train.optimizer.lr or set train.grad_clip)")
+        return f"non-finite {what} at step {step}"
 
     while state.step < max_steps:
         step = state.step
@@ -192,9 +203,7 @@ def train_loop(engine: Engine, train_batches: Callable[[int], Batch], val_batche
         step_loss, n_tokens = _train_step(engine, train_batches(step), cfg)
         if not math.isfinite(step_loss):
             optimizer.zero_grad(set_to_none=True)
-            stopped = f"non-finite loss ({step_loss}) at step {step + 1}"
-            monitor.note(f"the loss became {step_loss} at step {step + 1}: training stopped; the last good "
-                         "checkpoint is kept (lower train.optimizer.lr or set train.grad_clip)")
+            stopped = diverged("loss", step + 1)
             break
         if cfg.grad_clip:
             acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -226,17 +235,16 @@ def train_loop(engine: Engine, train_batches: Callable[[int], Batch], val_batche
                            "elapsed_s": round(state.seconds + time.perf_counter() - start, 3)})
             if _improved(values[metric], state.best, cfg):
                 state.best, state.best_step, state.stale = values[metric], done, 0
-                if cfg.checkpoints.keep_best or cfg.early_stopping:
-                    state.seconds += time.perf_counter() - start
-                    start = time.perf_counter()
-                    save(done)
+                if (cfg.checkpoints.keep_best or cfg.early_stopping) and not save(done):
+                    stopped = diverged("weights", done)
+                    break
             else:
                 state.stale += 1
                 stop_early = cfg.early_stopping is not None and state.stale >= cfg.early_stopping.patience
         if last_saved != done and (done % every == 0 or done == max_steps or out_of_time or stop_early):
-            state.seconds += time.perf_counter() - start
-            start = time.perf_counter()
-            save(done)
+            if not save(done):
+                stopped = diverged("weights", done)
+                break
         if stop_early:
             stopped = (f"early stopping: validation/{metric} did not improve for {state.stale} passes "
                        f"(best {state.best:.4g} at step {state.best_step})")

@@ -1,0 +1,169 @@
+"""The training engine end to end: exact resume, damaged checkpoints, early stopping, NaN, accumulation, DDP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import tailor.train.batches
+from tailor.run import Pipeline, read_run, work_dir
+from tailor.spec import load_spec
+
+# checkpoints every 4 steps, validation every 6, dropout on: the RNG must be restored too
+RESUMABLE = {"model": {"arch": {"dropout": 0.1}},
+             "train": {"max_steps": 18, "eval_every": 6, "checkpoints": {"every": 4, "keep_last": 2}}}
+
+
+def rows(run_dir: Path, split: str = "train") -> list[tuple[int, float]]:
+    lines = (run_dir / "train" / "metrics.jsonl").read_text().splitlines()
+    return [(r["step"], r["loss"]) for r in map(json.loads, lines) if r["split"] == split]
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / "train" / "model" / "model.safetensors"))
+
+
+def crash_at(monkeypatch, step: int) -> None:
+    """Make training die when it asks for batch `step` (as a kill would, but in-process)."""
+    original = tailor.train.batches.PairBatches.__call__
+
+    def dying(self, s):
+        if s == step:
+            raise KeyboardInterrupt("killed")
+        return original(self, s)
+
+    monkeypatch.setattr(tailor.train.batches.PairBatches, "__call__", dying)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """One uninterrupted run of RESUMABLE, the reference curve."""
+    import yaml
+
+    from conftest import BASE_SPEC, merge, write_pairs
+
+    root = tmp_path_factory.mktemp("reference")
+    write_pairs(root / "data" / "items.jsonl")
+    path = root / "spec.yaml"
+    path.write_text(yaml.safe_dump(merge(BASE_SPEC, RESUMABLE)))
+    return Pipeline(load_spec(path), root / "runs").run(until="train")
+
+
+def test_resumed_run_repeats_the_uninterrupted_curve(make_spec, tmp_path, monkeypatch, uninterrupted):
+    spec = load_spec(make_spec(RESUMABLE))
+    with monkeypatch.context() as m:
+        crash_at(m, 10)
+        with pytest.raises(KeyboardInterrupt):
+            Pipeline(spec, tmp_path / "runs").run(until="train")
+    run_dir = next((tmp_path / "runs" / "tiny").iterdir())
+    saved = sorted(p.name for p in (work_dir(run_dir, "train") / "checkpoints").iterdir())
+    assert saved == ["step-0000006", "step-0000008"]  # the last two (step 6 is also the best so far)
+    resumed = Pipeline(load_spec(make_spec(RESUMABLE)), tmp_path / "runs").run(until="train")
+    assert resumed == run_dir and read_run(run_dir)["stages"]["train"]["status"] == "done"
+    assert rows(resumed) == rows(uninterrupted)                    # every step's loss, bit for bit
+    assert rows(resumed, "validation") == rows(uninterrupted, "validation")
+    for name, tensor in weights(uninterrupted).items():
+        assert torch.equal(tensor, weights(resumed)[name]), name
+    assert not work_dir(run_dir, "train").exists()                 # committed: the work folder is gone
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_previous(make_spec, tmp_path, monkeypatch, uninterrupted, capsys):
+    spec = load_spec(make_spec(RESUMABLE))
+    with monkeypatch.context() as m:
+        crash_at(m, 13)
+        with pytest.raises(KeyboardInterrupt):
+            Pipeline(spec, tmp_path / "runs").run(until="train")
+    run_dir = next((tmp_path / "runs" / "tiny").iterdir())
+    checkpoints = work_dir(run_dir, "train") / "checkpoints"
+    latest = checkpoints / "step-0000012"
+    blob = latest / "model.safetensors"
+    blob.write_bytes(blob.read_bytes()[:-64] + bytes(64))          # a flipped tail: same size, wrong checksum
+    half = checkpoints / "step-0000016"                            # a write that never finished: no manifest
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"partial")
+    monkeypatch.setenv("COLUMNS", "500")  # one message a line
+    resumed = Pipeline(load_spec(make_spec(RESUMABLE)), tmp_path / "runs").run(until="train")
+    err = capsys.readouterr().err
+    assert "step-0000016 is damaged (no manifest" in err
+    assert "step-0000012 is damaged (model.safetensors does not match its checksum)" in err
+    assert "resuming from" in err and "step-0000008" in err
+    assert rows(resumed) == rows(uninterrupted)
+
+
+def test_early_stopping_keeps_the_best_weights(make_spec, tmp_path):
+    # an improvement must beat the best by 100 nats: after the first pass nothing counts
+    spec = load_spec(make_spec({"train": {"max_steps": 40, "eval_every": 3,
+                                          "early_stopping": {"patience": 2, "min_delta": 100.0}}}))
+    run_dir = Pipeline(spec, tmp_path / "runs").run(until="train")
+    summary = json.loads((run_dir / "train" / "summary.json").read_text())
+    assert summary["steps"] == 9 and summary["stopped_by"].startswith("early stopping")
+    assert summary["best_validation"] == {"metric": "validation/loss", "value": rows(run_dir, "validation")[0][1],
+                                          "step": 3}
+    assert summary["final_weights"] == "best validation checkpoint (step 3)"
+    best = load_file(str(run_dir / "train" / "checkpoints" / "step-0000003" / "model.safetensors"))
+    for name, tensor in weights(run_dir).items():
+        assert torch.equal(tensor, best[name]), name
+
+
+def test_non_finite_loss_stops_cleanly_with_the_last_good_checkpoint(make_spec, tmp_path):
+    # plain SGD whose weight decay multiplies the weights by -99 a step: they overflow within a few steps
+    spec = load_spec(make_spec({"train": {"max_steps": 30, "eval_every": 2, "grad_clip": None,
+                                          "optimizer": {"name": "sgd", "momentum": 0, "lr": 100, "weight_decay": 1},
+                                          "schedule": {"name": "constant", "warmup_steps": 0},
+                                          "checkpoints": {"keep_best": False}}}))
+    run_dir = Pipeline(spec, tmp_path / "runs").run(until="train")
+    summary = json.loads((run_dir / "train" / "summary.json").read_text())
+    assert summary["stopped_by"].startswith("non-finite")
+    assert summary["final_weights"].startswith("last good checkpoint")
+    assert any("became non-finite" in w for w in summary["warnings"])
+    assert all(torch.isfinite(t).all() for t in weights(run_dir).values())
+
+
+def test_gradient_accumulation_matches_one_big_batch(make_spec, tmp_path):
+    one = Pipeline(load_spec(make_spec({"train": {"max_steps": 6}})), tmp_path / "a").run(until="train")
+    four = Pipeline(load_spec(make_spec({"train": {"max_steps": 6, "grad_accum": 4}})), tmp_path / "b").run(until="train")
+    for (s1, a), (s2, b) in zip(rows(one), rows(four)):
+        assert s1 == s2 and a == pytest.approx(b, rel=1e-5)
+
+
+def test_tensorboard_events_hold_the_logged_curves(finished_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, run_dir = finished_run
+    events = EventAccumulator(str(run_dir / "train" / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/lr", "validation/loss", "validation/accuracy"} <= set(events.Tags()["scalars"])
+    logged = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    assert logged == [(s, pytest.approx(v, rel=1e-6)) for s, v in rows(run_dir)]
+
+
+def test_two_processes_match_one_with_the_same_global_batch(make_spec, tmp_path):
+    spec = make_spec({"train": {"max_steps": 8, "eval_every": 4}})
+    env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "tailor.cli", "train", str(spec)]
+    one = subprocess.run(cmd + ["--runs-dir", str(tmp_path / "one")], capture_output=True, text=True, env=env)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(cmd + ["--runs-dir", str(tmp_path / "two"), "--nproc", "2"], capture_output=True,
+                         text=True, env=env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    run_one = next((tmp_path / "one" / "tiny").iterdir())
+    run_two = next((tmp_path / "two" / "tiny").iterdir())
+    assert json.loads((run_two / "train" / "summary.json").read_text())["processes"] == 2
+    assert len(rows(run_two)) == 8
+    for (s1, a), (s2, b) in zip(rows(run_one) + rows(run_one, "validation"), rows(run_two) + rows(run_two, "validation")):
+        assert s1 == s2 and a == pytest.approx(b, rel=1e-5)
+    for name, tensor in weights(run_one).items():
+        torch.testing.assert_close(weights(run_two)[name], tensor, rtol=1e-4, atol=1e-5)
+
+
+def test_resume_flag_needs_an_interrupted_training(make_spec, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "tailor.cli", "train", str(make_spec()), "--resume",
+                          "--runs-dir", str(tmp_path / "r")], capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "300"})
+    assert res.returncode == 2 and "--resume: no interrupted training of tiny to continue" in res.stderr
+    assert "Traceback" not in res.stderr
