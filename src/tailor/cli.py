@@ -203,6 +203,38 @@ def train(
 
 
 @app.command()
+def tune(
+    spec: Path = typer.Argument(..., help="Spec file (YAML) with a tune: section."),
+    trials: int = typer.Option(None, "--trials", help="Finished trials to reach (default: tune.trials)."),
+    parallel: int = typer.Option(None, "--parallel", help="Worker processes on this machine (default: tune.parallel)."),
+    storage: str = typer.Option(None, "--storage", help="optuna storage URL, e.g. postgresql://user:pw@host/db "
+                                                        "(default: tune.storage, else SQLite in the runs folder)."),
+    worker: bool = typer.Option(False, "--worker", help="Only run trials (for extra processes or machines)."),
+    runs_dir: Path = RUNS_DIR,
+) -> None:
+    """Search the spec keys in tune.space with optuna; write the trials table, plot and the best spec."""
+    from tailor.spec import load_spec
+    from tailor.train.tune import run_tune
+
+    s = load_spec(spec)
+    if s.tune is not None:
+        updates = {k: v for k, v in (("trials", trials), ("parallel", parallel), ("storage", storage)) if v is not None}
+        s.tune = type(s.tune).model_validate({**s.tune.model_dump(), **updates})
+    result = run_tune(s, spec, runs_dir, err, worker)
+    if worker:
+        return
+    table = Table("trial", "state", s.tune.metric, *s.tune.space)
+    rows = json.loads((Path(result["folder"]) / "trials.json").read_text())["trials"]
+    for t in rows:
+        table.add_row(str(t["number"]), t["state"], "-" if t["value"] is None else f"{t['value']:.5g}",
+                      *[str(t["params"].get(k, "")) for k in s.tune.space])
+    out.print(table)
+    out.print(f"best: trial {result['best_trial']} ({s.tune.metric} {result['best_value']:.5g}); "
+              f"{result['pruned']} of {result['trials']} trials pruned")
+    out.print(f"best spec: {result['folder']}/best.yaml  (tailor run it)\nreport: {result['folder']}/report.html")
+
+
+@app.command()
 def runs(runs_dir: Path = RUNS_DIR) -> None:
     """List runs with their status, targets met and key metrics."""
     from tailor.run import list_runs

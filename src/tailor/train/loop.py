@@ -11,6 +11,7 @@ process on the whole batch.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import time
 from collections.abc import Callable
@@ -28,6 +29,10 @@ from tailor.train.optim import set_lr
 from tailor.train.schedule import lr_at
 
 Batch = dict[str, torch.Tensor]
+
+# called after every validation pass with (step, metrics); the tuner reports to optuna and may prune
+VALIDATION_HOOK: contextvars.ContextVar[Callable[[int, dict], None] | None] = contextvars.ContextVar(
+    "validation_hook", default=None)
 
 
 @dataclass
@@ -233,6 +238,8 @@ def train_loop(engine: Engine, train_batches: Callable[[int], Batch], val_batche
                 values = evaluate(model, val_batches, cfg.eval_batches, engine.device)
             monitor.write({"step": done, "split": "validation", **values,
                            "elapsed_s": round(state.seconds + time.perf_counter() - start, 3)})
+            if (hook := VALIDATION_HOOK.get()) is not None:
+                hook(done, values)
             if _improved(values[metric], state.best, cfg):
                 state.best, state.best_step, state.stale = values[metric], done, 0
                 if (cfg.checkpoints.keep_best or cfg.early_stopping) and not save(done):
