@@ -25,12 +25,11 @@ TARGET = 1.88  # nanoGPT's published validation loss for this configuration
 
 
 def main() -> None:
-    from accelerate import Accelerator
-
     from tailor.models.transformer import Transformer, TransformerConfig
     from tailor.spec.train import Train
     from tailor.train.batches import StreamBatches
     from tailor.train.checkpoint import Checkpoints
+    from tailor.train.distributed import make_accelerator
     from tailor.train.loop import Engine, LoopState, evaluate, train_loop
     from tailor.train.monitor import Monitor
     from tailor.train.optim import make_optimizer
@@ -39,6 +38,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 suits a small shared machine)")
     ap.add_argument("--seed", type=int, default=1337, help="nanoGPT's seed")
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="train.precision for our side (auto: bf16 where the CPU computes it natively)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -55,8 +56,8 @@ def main() -> None:
         "max_steps": args.steps, "batch_size": 12, "eval_every": 250, "eval_batches": 20, "grad_clip": 1.0,
         "optimizer": {"name": "adamw", "lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.1},
         "schedule": {"name": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.1},
-        "checkpoints": {"every": 500}, "tracking": {"tensorboard": False}})
-    acc = Accelerator(cpu=True)
+        "checkpoints": {"every": 500}, "tracking": {"tensorboard": False}, "precision": args.precision})
+    acc = make_accelerator(cfg, "cpu")
     optimizer = make_optimizer(model, cfg.optimizer)
     wrapped, optimizer = acc.prepare(model, optimizer)
     work = Path(tempfile.mkdtemp(prefix="shakespeare-"))
@@ -70,7 +71,8 @@ def main() -> None:
     verdict = "meets" if full["loss"] <= TARGET else "MISSES"
     print(f"shakespeare: validation loss {full['loss']:.4f} on all {full['tokens']:,} validation characters "
           f"after {summary['steps']} steps ({verdict} nanoGPT's {TARGET}); wall time {wall:.0f}s "
-          f"({summary['tokens_per_s']:,.0f} tokens/s, {args.threads} thread(s)); final weights: {summary['final_weights']}")
+          f"({summary['tokens_per_s']:,.0f} tokens/s, {args.threads} thread(s), "
+          f"{'bf16 autocast' if acc.mixed_precision == 'bf16' else 'fp32'}); final weights: {summary['final_weights']}")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ Both start from the same weights (ours is copied from the HF model) with the sam
 (4 layers, 4 heads, 128 wide, context 64, batch 12, dropout 0) and train on the same batches
 (char-level tinyshakespeare, batch `step` a function of the step) with AdamW, warmup and
 clipping (a constant rate after warmup, since each of our rounds is one call of the loop).
-Rounds alternate between the two so that load on the machine hits both alike; the
-summary line gives the median tokens/s ratio and the first-step loss of each.
+Rounds alternate between the two so that load on the machine hits both alike; the summary line
+gives the median tokens/s ratio by wall time and by CPU time of this process (steadier on a
+shared machine, where other work takes the cores away from both), and the first-step loss of each.
 
     python benchmarks/train_scratch.py [--steps 50] [--rounds 9] [--threads 1] [--compile]
 """
@@ -35,13 +36,13 @@ def char_tokens() -> tuple[torch.Tensor, int]:
 
 
 def main() -> None:
-    from accelerate import Accelerator
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from tailor.models.transformer import Transformer
     from tailor.spec.train import Train
     from tailor.train.batches import StreamBatches
     from tailor.train.checkpoint import Checkpoints
+    from tailor.train.distributed import make_accelerator
     from tailor.train.loop import Engine, LoopState, train_loop
     from tailor.train.monitor import Monitor
     from tailor.train.optim import make_optimizer
@@ -53,6 +54,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for both sides (default 1: on a small shared machine more threads spin)")
     ap.add_argument("--compile", action="store_true", help="torch.compile our model (train.compile)")
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="train.precision for our side (auto: bf16 where the CPU computes it natively)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -65,14 +68,15 @@ def main() -> None:
     total = args.steps * args.rounds
     cfg = Train.model_validate({"max_steps": total, "batch_size": 12, "eval_every": 10**9, "eval_batches": 1,
                                 "compile": args.compile, "optimizer": {"lr": 1e-3, "weight_decay": 0.1},
-                                "schedule": {"name": "constant", "warmup_steps": 20}, "tracking": {"tensorboard": False}})
+                                "schedule": {"name": "constant", "warmup_steps": 20},
+                                "tracking": {"tensorboard": False}, "precision": args.precision})
 
     first = batches(0)
     with torch.no_grad():
         ours_first = F.cross_entropy(ours(first["input_ids"])[0].view(-1, vocab), first["targets"].view(-1)).item()
         hf_first = F.cross_entropy(hf(input_ids=first["input_ids"]).logits.view(-1, vocab), first["targets"].view(-1)).item()
 
-    acc = Accelerator(cpu=True)
+    acc = make_accelerator(cfg, "cpu")
     opt = make_optimizer(ours, cfg.optimizer)
     model, opt = acc.prepare(torch.compile(ours) if args.compile else ours, opt)
     engine = Engine(model, ours, opt, acc)
@@ -84,9 +88,8 @@ def main() -> None:
     hf_opt = torch.optim.AdamW(hf.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
     hf_step = 0
 
-    def hf_round() -> float:
+    def hf_round() -> int:
         nonlocal hf_step
-        start = time.perf_counter()
         n = 0
         for _ in range(args.steps):
             for group in hf_opt.param_groups:
@@ -100,30 +103,42 @@ def main() -> None:
             hf_opt.step()
             n += b["input_ids"].numel()
             hf_step += 1
-        return n / (time.perf_counter() - start)
+        return n
 
     class Validation:  # off (eval_every is huge) but for the one pass at each round's end
         @staticmethod
         def eval_batches(limit):
             yield batches(0)
 
-    def ours_round(r: int) -> float:
-        before_tokens, before_seconds = state.tokens, state.seconds
+    def ours_round(r: int) -> int:
+        before = state.tokens
         train_loop(engine, batches, Validation, cfg, (r + 1) * args.steps, checkpoints, monitor, state)
-        return (state.tokens - before_tokens) / (state.seconds - before_seconds)
+        return state.tokens - before
 
-    ratios, ours_speeds, hf_speeds = [], [], []
+    def timed(fn, *a) -> tuple[float, float]:
+        """(tokens per wall second, tokens per CPU second of this process)."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        n = fn(*a)
+        return n / (time.perf_counter() - wall), n / (time.process_time() - cpu)
+
+    speeds: dict[str, list[float]] = {"ours": [], "hf": [], "ours_cpu": [], "hf_cpu": []}
+    ratios, cpu_ratios = [], []
     for r in range(args.rounds):
-        o = ours_round(r)
-        h = hf_round()
-        ours_speeds.append(o)
-        hf_speeds.append(h)
+        o, o_cpu = timed(ours_round, r)
+        h, h_cpu = timed(hf_round)
+        for key, value in (("ours", o), ("hf", h), ("ours_cpu", o_cpu), ("hf_cpu", h_cpu)):
+            speeds[key].append(value)
         ratios.append(o / h)
-        print(f"round {r + 1}: ours {o:,.0f} tok/s  HF GPT2 {h:,.0f} tok/s  ratio {o / h:.2f}", file=sys.stderr)
-    print(f"train_scratch: ours {statistics.median(ours_speeds):,.0f} tok/s vs HF GPT2LMHeadModel "
-          f"{statistics.median(hf_speeds):,.0f} tok/s: ratio {statistics.median(ratios):.2f} (median of "
-          f"{args.rounds} rounds x {args.steps} steps, {torch.get_num_threads()} threads"
-          f"{', compiled' if args.compile else ''}); first-step loss ours {ours_first:.5f} HF {hf_first:.5f} "
+        cpu_ratios.append(o_cpu / h_cpu)
+        print(f"round {r + 1}: ours {o:,.0f} tok/s ({o_cpu:,.0f} per CPU-s)  HF GPT2 {h:,.0f} tok/s "
+              f"({h_cpu:,.0f} per CPU-s)  ratio {o / h:.2f} (CPU {o_cpu / h_cpu:.2f})", file=sys.stderr)
+    med = {k: statistics.median(v) for k, v in speeds.items()}
+    print(f"train_scratch: ours {med['ours']:,.0f} tok/s vs HF GPT2LMHeadModel {med['hf']:,.0f} tok/s: ratio "
+          f"{statistics.median(ratios):.2f} by wall time, {statistics.median(cpu_ratios):.2f} by CPU time "
+          f"({med['ours_cpu']:,.0f} vs {med['hf_cpu']:,.0f} tokens per CPU-second); medians of {args.rounds} "
+          f"alternating rounds x {args.steps} steps, {torch.get_num_threads()} thread(s), ours in "
+          f"{'bf16 autocast' if acc.mixed_precision == 'bf16' else 'fp32'}, HF in fp32"
+          f"{', compiled' if args.compile else ''}; first-step loss ours {ours_first:.5f} HF {hf_first:.5f} "
           f"|diff| {abs(ours_first - hf_first):.1e}")
 
 

@@ -28,11 +28,20 @@ def pick_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+def has_bf16(device: torch.device) -> bool:
+    """Whether the device computes in bf16 natively: a recent GPU, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return any(getattr(torch.cpu, probe, lambda: False)()
+                   for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return False
+
+
 def resolve_precision(choice: str, device: torch.device) -> str:
     """accelerate's mixed_precision ('no', 'bf16', 'fp16') for train.precision on this device."""
     if choice == "auto":
-        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return "bf16" if bf16 else "no"
+        return "bf16" if has_bf16(device) else "no"
     if choice == "fp16" and device.type != "cuda":
         raise TailorError(f"train.precision: fp16 needs a CUDA device (this run is on {device.type}); use bf16 or fp32")
     return {"fp32": "no"}.get(choice, choice)

@@ -136,7 +136,6 @@ def measure(model: torch.nn.Module, make_optimizer: Callable, batches_for: Calla
                 times.append(time.perf_counter() - start)
             tokens = batch["input_ids"].numel()
         out.append(Measurement(bs, sorted(times)[len(times) // 2], tokens, weights + saved))
-        del probe, opt
     return out
 
 
