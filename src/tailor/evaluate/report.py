@@ -65,6 +65,13 @@ def training_section(run_dir: Path, out_dir: Path) -> str:
     if data:
         atomic_write_bytes(out_dir / "plots" / "loss.png", data)
         out += img(data, "loss curves")
+    for curve in sorted((run_dir / "train" / "plots").glob("*.png")):  # every other curve the training logged
+        if curve.stem != "loss":
+            out += img(curve.read_bytes(), f"{curve.stem} curve")
+    tuning = run_dir.parent / "tune" / "report.html"
+    if tuning.is_file():  # the study `tailor tune` ran for this spec: its trials table and plot
+        body = tuning.read_text(encoding="utf-8")
+        out += "<h3>Tuning</h3>" + body[body.index("<p>"):body.rindex("</body>")]
     return out + table(["steps", "seconds", "tokens/s", "stopped by", "device", "parameters"],
                        [[train["steps"], train["seconds"], train["tokens_per_s"], train["stopped_by"], train["device"],
                          model["parameters"]]])

@@ -160,6 +160,12 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
                 link_tree(src, out_dir / name)
             elif src.is_file():
                 shutil.copy2(src, out_dir / name)
+    from tailor.train.plots import curve_pngs
+
+    rows = [json.loads(x) for x in (work / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    (out_dir / "plots").mkdir(exist_ok=True)
+    for name, png in curve_pngs(rows).items():
+        (out_dir / "plots" / f"{name}.png").write_bytes(png)
     summary.update(device=str(acc.device), processes=acc.num_processes, precision=acc.mixed_precision,
                    batch_size=batch_size, notes=notes, plan=plan.get("reason"),
                    parameters=sum(p.numel() for p in model.parameters()))
