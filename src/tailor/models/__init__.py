@@ -61,7 +61,7 @@ def compute_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
     The one place where a model family meets the training loop and the evaluation; `objective`
     (label smoothing, class weights) scores the outputs, plain cross-entropy by default.
     """
-    logits, _ = model(batch["input_ids"])
+    logits, _ = model(batch["input_ids"], position_ids=batch.get("position_ids"))
     loss, n = (objective or Objective()).cross_entropy(logits, batch["targets"])
     return logits, loss, n
 

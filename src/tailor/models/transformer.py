@@ -126,8 +126,10 @@ class CausalSelfAttention(nn.Module):
         if self.window is not None:
             mask &= q_pos - k_pos < self.window
         if attention_mask is not None:
+            # packed rows come as a whole (B, 1, T, T) mask; padding as (B, past+T)
+            allowed = attention_mask if attention_mask.dim() == 4 else attention_mask[:, None, None, :]
             # a padding query sees itself, so that no softmax row is empty (NaN would leak through the cache)
-            mask = (mask & attention_mask[:, None, None, :]) | (k_pos == q_pos)
+            mask = (mask & allowed) | (k_pos == q_pos)
         return mask
 
 
@@ -217,14 +219,21 @@ class Transformer(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 caches: list[dict] | None = None, positions: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, vocab) and, given targets (-100 = ignore), the mean cross-entropy.
 
         For padded batches (serving), positions (B, T) gives each token's position in its own sequence
         and attention_mask (B, cached+T) marks the real tokens of the cache and of idx.
+        position_ids (B, T) mark packed rows (several examples in one row, as Hugging Face's
+        DataCollatorWithFlattening does): positions restart at 0 for each example, and attention
+        stays within the example.
         """
         B, T = idx.shape
         past = caches[0]["k"].shape[2] if caches and "k" in caches[0] else 0
+        if position_ids is not None:
+            doc = (position_ids == 0).cumsum(dim=-1)  # (B, T): which example of the row each token belongs to
+            positions, attention_mask = position_ids, (doc[:, :, None] == doc[:, None, :])[:, None]  # (B, 1, T, T)
         if positions is None:
             if past + T > self.config.block_size:
                 raise ValueError(f"sequence of {past + T} tokens exceeds block_size {self.config.block_size}")

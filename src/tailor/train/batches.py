@@ -59,6 +59,61 @@ class PairBatches:
             yield collate(self.examples[start:start + self.batch_size], self.pad_id)
 
 
+class PackedBatches:
+    """Prompt/answer examples packed into rows of block_size tokens: no compute is spent on padding.
+
+    Each epoch shuffles the examples (seeded) and fills rows greedily; `position_ids` restart at
+    0 for every example so that attention stays within it. A step takes `rows` rows, so batch
+    `step` is still a pure function of (seed, step). Validation uses the examples unpacked.
+    """
+
+    def __init__(self, examples: list[tuple[list[int], list[int]]], block_size: int, rows: int, pad_id: int, seed: int):
+        self.unpacked = PairBatches(examples, rows, pad_id, seed)
+        self.examples, self.block_size, self.rows, self.pad_id, self.seed = examples, block_size, rows, pad_id, seed
+        self._epochs: list[list[list[int]]] = []  # rows (lists of example indices) of each epoch so far
+
+    def _epoch(self, epoch: int) -> list[list[int]]:
+        while len(self._epochs) <= epoch:
+            e = len(self._epochs)
+            order = torch.randperm(len(self.examples), generator=torch.Generator().manual_seed(self.seed + e)).tolist()
+            packed, row, used = [], [], 0
+            for j in order:
+                n = len(self.examples[j][0]) - 1
+                if row and used + n > self.block_size:
+                    packed.append(row)
+                    row, used = [], 0
+                row.append(j)
+                used += n
+            packed.append(row)
+            self._epochs.append(packed)
+        return self._epochs[epoch]
+
+    def __call__(self, step: int) -> Batch:
+        epoch, i = 0, step
+        while i >= (per := max(1, len(self._epoch(epoch)) // self.rows)):
+            i -= per
+            epoch += 1
+        picked = self._epoch(epoch)[i * self.rows:(i + 1) * self.rows]
+        T = max(sum(len(self.examples[j][0]) - 1 for j in row) for row in picked)
+        x = torch.full((len(picked), T), self.pad_id, dtype=torch.long)
+        y = torch.full((len(picked), T), IGNORE, dtype=torch.long)
+        pos = torch.zeros((len(picked), T), dtype=torch.long)
+        for r, row in enumerate(picked):
+            at = 0
+            for j in row:
+                ids, labels = self.examples[j]
+                n = len(ids) - 1
+                x[r, at:at + n] = torch.tensor(ids[:-1])
+                y[r, at:at + n] = torch.tensor(labels[1:])
+                pos[r, at:at + n] = torch.arange(n)
+                at += n
+        return {"input_ids": x, "targets": y, "position_ids": pos}
+
+    def eval_batches(self, limit: int | None):
+        """Unpacked, as PairBatches: validation loss means the same with or without packing."""
+        return self.unpacked.eval_batches(limit)
+
+
 class StreamBatches:
     """Random windows of a token stream (documents joined by eos), nanoGPT-style."""
 
@@ -102,4 +157,6 @@ def make_batches(spec: Spec, records: list[dict], codec: Codec, block_size: int,
         return StreamBatches(torch.tensor(ids, dtype=torch.long), block_size, batch_size, seed)
     examples = encode_pairs([r[f.input] for r in records], [r[f.output] for r in records], codec, block_size,
                             spec.train.loss_on)
+    if spec.train.packing:
+        return PackedBatches(examples, block_size, batch_size, codec.pad_id, seed)
     return PairBatches(examples, batch_size, codec.pad_id, seed)
