@@ -81,3 +81,69 @@ def test_checkpoint_restores_model_optimizer_and_rng(tmp_path):
     for p, q in zip(model.parameters(), model2.parameters()):
         torch.testing.assert_close(p, q)
     assert not math.isnan(loss.item())
+
+
+def test_label_smoothing_and_class_weights_match_their_definitions():
+    from tailor.train.losses import Objective, class_weight_tensor
+
+    torch.manual_seed(0)
+    logits = torch.randn(6, 4)
+    labels = torch.tensor([0, 3, IGNORE, 1, 2, 3])
+    keep = labels != IGNORE
+    logp = logits[keep].log_softmax(-1)
+    y = labels[keep]
+    eps = 0.2
+    smoothed = ((1 - eps) * -logp.gather(1, y[:, None])[:, 0] - eps * logp.mean(-1)).mean()
+    loss, n = Objective(label_smoothing=eps).cross_entropy(logits, labels)
+    assert n == 5 and loss.item() == pytest.approx(smoothed.item(), rel=1e-6)
+    w = class_weight_tensor({"spam": 3.0, "ham": 0.5}, ["ham", "spam", "eggs", "toast"])
+    assert w.tolist() == [0.5, 3.0, 1.0, 1.0]
+    nll = -logp.gather(1, y[:, None])[:, 0]
+    weighted = (w[y] * nll).sum() / w[y].sum()
+    assert Objective(class_weight=w).cross_entropy(logits, labels)[0].item() == pytest.approx(weighted.item(), rel=1e-6)
+    mse, count = Objective.mse(torch.tensor([[1.0], [3.0]]), torch.tensor([2.0, 1.0]))
+    assert (mse.item(), count) == (2.5, 2)
+
+
+def test_class_weights_need_known_labels():
+    from tailor.errors import TailorError
+    from tailor.train.losses import class_weight_tensor
+
+    with pytest.raises(TailorError, match="unknown label\\(s\\) 'spma'; the labels are 'ham', 'spam'"):
+        class_weight_tensor({"spma": 2.0}, ["ham", "spam"])
+    with pytest.raises(TailorError, match="no class labels"):
+        class_weight_tensor({"spam": 2.0}, None)
+
+
+@pytest.mark.parametrize("optimizer", [{"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True},
+                                       {"name": "adafactor", "lr": 0.05}, {"name": "adamw", "lr": 0.01}])
+def test_each_optimizer_fits_a_batch(optimizer):
+    torch.manual_seed(0)
+    cfg = Train.model_validate({"optimizer": optimizer})
+    model = Transformer(TransformerConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    opt = make_optimizer(model, cfg.optimizer)
+    assert type(opt).__name__.lower() == optimizer["name"]
+    if optimizer["name"] == "sgd":
+        assert opt.defaults["nesterov"] and opt.defaults["momentum"] == 0.9
+    x = torch.randint(0, 20, (4, 8))
+    losses = []
+    for _ in range(30):
+        _, loss = model(x, x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_overfitting_warning_when_validation_rises_while_training_falls(tmp_path):
+    from tailor.train.monitor import Monitor
+
+    seen = []
+    m = Monitor(tmp_path, 0, 100, False, None, "", {}, None, seen.append)
+    for step, train_loss, val in ((10, 2.0, 1.9), (20, 1.5, 1.95), (30, 1.0, 2.1)):
+        m.write({"step": step, "split": "train", "loss": train_loss})
+        m.write({"step": step, "split": "validation", "loss": val})
+    m.close()
+    assert len(seen) == 1 and "overfitting" in seen[0] and "step 10" in seen[0]
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 6
