@@ -167,3 +167,17 @@ def test_resume_flag_needs_an_interrupted_training(make_spec, tmp_path):
                          env={**os.environ, "COLUMNS": "300"})
     assert res.returncode == 2 and "--resume: no interrupted training of tiny to continue" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_mlflow_receives_params_and_every_logged_metric(make_spec, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec = load_spec(make_spec({"train": {"max_steps": 6, "eval_every": 3, "tracking": {"mlflow_uri": uri}}}))
+    run_dir = Pipeline(spec, tmp_path / "runs").run(until="train")
+    client = MlflowClient(uri)
+    run = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])[0]
+    assert run.data.params["max_steps"] == "6" and run.data.params["optimizer"] == "adamw"
+    history = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    assert history == [(s, pytest.approx(v, rel=1e-6)) for s, v in rows(run_dir)]
+    assert {"validation/loss", "validation/accuracy", "train/lr"} <= set(run.data.metrics)
