@@ -6,7 +6,7 @@ import torch
 from tailor.models.transformer import Transformer, TransformerConfig
 from tailor.spec.train import Schedule, Train
 from tailor.train.batches import IGNORE, PairBatches, StreamBatches, collate
-from tailor.train.checkpoint import load_checkpoint, save_checkpoint
+from tailor.train.checkpoint import gather_state, load_checkpoint, save_checkpoint
 from tailor.train.optim import make_optimizer
 from tailor.train.schedule import lr_at
 
@@ -61,7 +61,7 @@ def test_checkpoint_restores_model_optimizer_and_rng(tmp_path):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    save_checkpoint(tmp_path / "ck", model, opt, step=3)
+    save_checkpoint(tmp_path / "ck", *gather_state(model, opt), step=3)
     expected_rng = torch.rand(3)
     model2 = Transformer(TransformerConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8))
     opt2 = make_optimizer(model2, cfg.optimizer)

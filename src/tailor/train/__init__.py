@@ -75,7 +75,9 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
     from tailor.models import load_model, save_model
     from tailor.tokenizer import Codec
     from tailor.train.batches import make_batches
-    from tailor.train.checkpoint import Checkpoints, load_checkpoint
+    from accelerate.utils import DistributedType
+
+    from tailor.train.checkpoint import Checkpoints, gather_state, load_checkpoint
     from tailor.train.distributed import make_accelerator
     from tailor.train.loop import Engine, LoopState, train_loop
     from tailor.train.losses import Objective, class_weight_tensor
@@ -121,19 +123,19 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
     optimizer = new_optimizer(model)
     checkpoints = Checkpoints(work / "checkpoints", cfg.checkpoints.keep_last, warn)
     state = LoopState()
-    good = checkpoints.latest_good(drop_bad=main)
-    if good is not None:
-        saved = load_checkpoint(good, model, optimizer)
-        state = LoopState(**saved["loop"])
-        if main:
-            console.print(f"resuming from {good} (step {state.step} of {max_steps})")
-    elif require_resume:
-        raise TailorError(f"--resume: no checkpoint to resume from in {work / 'checkpoints'}")
     objective = Objective(cfg.loss.label_smoothing, class_weight_tensor(cfg.loss.class_weights, label_names(model)))
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
     try:
         wrapped, optimizer = acc.prepare(torch.compile(model) if cfg.compile else model, optimizer)
+        good = checkpoints.latest_good(drop_bad=main)
+        acc.wait_for_everyone()
+        if good is not None:  # loaded into the prepared model: FSDP shards what every rank reads
+            state = LoopState(**load_checkpoint(good, wrapped, optimizer)["loop"])
+            if main:
+                console.print(f"resuming from {good} (step {state.step} of {max_steps})")
+        elif require_resume:
+            raise TailorError(f"--resume: no checkpoint to resume from in {work / 'checkpoints'}")
         engine = Engine(wrapped, model, optimizer, acc, objective)
         params = {"batch_size": batch_size, "max_steps": max_steps, "optimizer": cfg.optimizer.name,
                   "lr": cfg.optimizer.lr, "precision": cfg.precision, "processes": acc.num_processes}
@@ -146,6 +148,11 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
             monitor.close()
     finally:
         torch.use_deterministic_algorithms(deterministic)
+    if acc.distributed_type == DistributedType.FSDP:  # the trained weights, gathered whole on rank 0
+        weights = gather_state(wrapped, None)[0]
+        if main:
+            model = load_model(model_dir)
+            model.load_state_dict(weights)
     if not main:
         return summary
     final = out_dir / FINAL

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, save_file
 
 from tailor.artifacts import atomic_dir, atomic_write_json, recover_dir, sha256_file
 
@@ -23,29 +23,64 @@ MANIFEST = "manifest.json"
 _NAME = re.compile(r"^step-(\d{7,})$")
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Split an optimizer state_dict into flat tensors and a JSON-able remainder."""
-    state = optimizer.state_dict()
-    tensors, meta = {}, {"param_groups": state["param_groups"], "scalars": {}}
-    for idx, entry in state["state"].items():
-        for name, value in entry.items():
-            if torch.is_tensor(value):
-                tensors[f"state.{idx}.{name}"] = value.detach().cpu().contiguous()
-            else:
-                meta["scalars"][f"{idx}.{name}"] = value
-    return tensors, meta
+def _inner(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    return getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch optimizer
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Load what optimizer_tensors split off back into the optimizer."""
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        _, idx, name = key.split(".", 2)
-        state.setdefault(int(idx), {})[name] = value
-    for key, value in meta["scalars"].items():
-        idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+def gather_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> tuple[dict, dict]:
+    """Whole model and optimizer state dicts keyed by parameter name, on the CPU.
+
+    Works the same for a plain, DDP-wrapped, FSDP-sharded or compiled model; under FSDP it is a
+    collective (every rank calls it) and rank 0 receives the full state.
+    """
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_state_dict)
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    if optimizer is None:
+        return get_model_state_dict(model, options=options), {}
+    return get_state_dict(model, _inner(optimizer), options=options)
+
+
+def _split_tensors(tree: dict, prefix: str, tensors: dict, path: str = "") -> object:
+    """Move every tensor of a nested dict into `tensors` (flat names); return the JSON-able rest."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{path}{key}"
+        if torch.is_tensor(value):
+            tensors[f"{prefix}{name}"] = value.detach().cpu().contiguous()
+            out[key] = {"tensor": f"{prefix}{name}"}
+        elif isinstance(value, dict):
+            out[key] = _split_tensors(value, prefix, tensors, f"{name}/")
+        else:
+            out[key] = value
+    return out
+
+
+def _join_tensors(tree: dict, tensors: dict) -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and set(value) == {"tensor"}:
+            out[key] = tensors[value["tensor"]]
+        elif isinstance(value, dict):
+            out[key] = _join_tensors(value, tensors)
+        else:
+            out[key] = value
+    return out
+
+
+def _unique(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tied weights are stored once: (tensors, alias -> stored name)."""
+    seen: dict[int, str] = {}
+    tensors, aliases = {}, {}
+    for name, t in state.items():
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in seen and t.shape == state[seen[ptr]].shape:
+            aliases[name] = seen[ptr]
+        else:
+            seen[ptr] = name
+            tensors[name] = t.contiguous()
+    return tensors, aliases
 
 
 def _rng_tensors() -> dict[str, torch.Tensor]:
@@ -69,15 +104,16 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:07d}"
 
 
-def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
-                    extra: dict | None = None) -> Path:
-    """Write the whole training state atomically into folder (temp folder, fsync, rename)."""
+def save_checkpoint(folder: Path, model_state: dict, optimizer_state: dict, step: int, extra: dict | None = None) -> Path:
+    """Write state dicts (from gather_state) atomically into folder: temp folder, fsync, rename."""
     with atomic_dir(folder) as tmp:
-        save_model(model, str(tmp / "model.safetensors"))
-        tensors, meta = optimizer_tensors(optimizer)
+        weights, aliases = _unique(model_state)
+        save_file(weights, str(tmp / "model.safetensors"))
+        tensors: dict[str, torch.Tensor] = {}
+        meta = _split_tensors(optimizer_state, "optim.", tensors)
         save_file(tensors | _rng_tensors(), str(tmp / "optimizer.safetensors"))
-        atomic_write_json(tmp / "state.json", {"step": step, "optimizer": meta, "python_rng": random.getstate(),
-                                               **(extra or {})})
+        atomic_write_json(tmp / "state.json", {"step": step, "optimizer": meta, "aliases": aliases,
+                                               "python_rng": random.getstate(), **(extra or {})})
         files = sorted(p.name for p in tmp.iterdir())
         atomic_write_json(tmp / MANIFEST, {"step": step, "sha256": {n: sha256_file(tmp / n) for n in files}})
     return Path(folder)
@@ -102,14 +138,25 @@ def verify(folder: Path) -> str | None:
 
 
 def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict:
-    """Load weights (and optimizer and RNG states) from folder into model; return its state.json."""
+    """Load weights (and optimizer and RNG states) from folder into model; return its state.json.
+
+    model may be wrapped (DDP, FSDP: every rank calls this) or plain.
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_state_dict
+
     folder = Path(folder)
-    load_model(model, str(folder / "model.safetensors"), device=str(next(model.parameters()).device))
     state = json.loads((folder / "state.json").read_text())
-    if optimizer is not None:
-        tensors = load_file(str(folder / "optimizer.safetensors"))
-        _restore_rng(tensors, state["python_rng"])
-        restore_optimizer(optimizer, tensors, state["optimizer"])
+    weights = load_file(str(folder / "model.safetensors"))
+    for alias, name in state.get("aliases", {}).items():
+        weights[alias] = weights[name]
+    options = StateDictOptions(full_state_dict=True)
+    if optimizer is None:
+        set_model_state_dict(model, weights, options=options)
+        return state
+    tensors = load_file(str(folder / "optimizer.safetensors"))
+    _restore_rng(tensors, state["python_rng"])
+    set_state_dict(model, _inner(optimizer), model_state_dict=weights,
+                   optim_state_dict=_join_tensors(state["optimizer"], tensors), options=options)
     return state
 
 
@@ -143,11 +190,16 @@ class Checkpoints:
                 shutil.rmtree(folder, ignore_errors=True)
         return None
 
-    def save(self, model, optimizer, step: int, extra: dict, best_step: int | None) -> Path:
-        """Save step's checkpoint, then delete all but the newest keep_last and best_step."""
-        folder = save_checkpoint(self.path(step), model, optimizer, step, extra)
+    def save(self, model, optimizer, step: int, extra: dict, best_step: int | None, write: bool = True) -> None:
+        """Save step's checkpoint, then delete all but the newest keep_last and best_step.
+
+        Every rank calls this (gathering FSDP shards is a collective); only the one with write=True writes.
+        """
+        model_state, optimizer_state = gather_state(model, optimizer)
+        if not write:
+            return
+        save_checkpoint(self.path(step), model_state, optimizer_state, step, extra)
         keep = set(self.steps()[-self.keep_last:]) | ({best_step} if best_step is not None else set())
         for old in self.steps():
             if old not in keep:
                 shutil.rmtree(self.path(old), ignore_errors=True)
-        return folder

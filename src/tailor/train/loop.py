@@ -182,13 +182,15 @@ def train_loop(engine: Engine, train_batches: Callable[[int], Batch], val_batche
     def save(step: int) -> bool:
         """Checkpoint the state after `step`; False (and nothing written) when the weights are no longer finite."""
         nonlocal last_saved, start
-        if not all(bool(torch.isfinite(p).all()) for p in engine.raw_model.parameters()):
+        bad = sum(int(not torch.isfinite(p).all()) for p in model.parameters())  # this rank's (shard of the) weights
+        if engine.world > 1:
+            bad = int(acc.reduce(torch.tensor([float(bad)], device=engine.device), reduction="sum").item())
+        if bad:
             return False
         state.seconds += time.perf_counter() - start
         start = time.perf_counter()
-        if main:
-            checkpoints.save(engine.raw_model, optimizer, step, {"loop": asdict(state), **(extra_state or {})},
-                             state.best_step if cfg.checkpoints.keep_best else None)
+        checkpoints.save(model, optimizer, step, {"loop": asdict(state), **(extra_state or {})},
+                         state.best_step if cfg.checkpoints.keep_best else None, write=main)
         last_saved = step
         return True
 
@@ -260,7 +262,7 @@ def train_loop(engine: Engine, train_batches: Callable[[int], Batch], val_batche
             break
     state.seconds += time.perf_counter() - start
     acc.wait_for_everyone()
-    final = _final_weights(engine, checkpoints, cfg, state, stopped) if main else ""
+    final = _final_weights(engine, checkpoints, cfg, state, stopped)
     return {"steps": state.step, "tokens": state.tokens, "seconds": round(state.seconds, 2), "stopped_by": stopped,
             "tokens_per_s": round(state.tokens / max(state.seconds, 1e-9), 1),
             "best_validation": {"metric": f"validation/{metric}", "value": state.best, "step": state.best_step},
@@ -268,10 +270,13 @@ def train_loop(engine: Engine, train_batches: Callable[[int], Batch], val_batche
 
 
 def _final_weights(engine: Engine, checkpoints: Checkpoints, cfg: Train, state: LoopState, stopped: str) -> str:
-    """Load the weights the trained model keeps: the best checkpoint (keep_best), or the last good one after a NaN."""
+    """Load the weights the trained model keeps: the best checkpoint (keep_best), or the last good one after a NaN.
+
+    Every rank loads them (the files are on a shared filesystem), so that FSDP shards stay whole.
+    """
     nan = stopped.startswith("non-finite")
     if cfg.checkpoints.keep_best and state.best_step is not None and (state.best_step != state.step or nan):
-        load_checkpoint(checkpoints.path(state.best_step), engine.raw_model)
+        load_checkpoint(checkpoints.path(state.best_step), engine.model)
         return f"best validation checkpoint (step {state.best_step})"
     if nan:
         good = checkpoints.latest_good(drop_bad=False)
@@ -279,6 +284,6 @@ def _final_weights(engine: Engine, checkpoints: Checkpoints, cfg: Train, state: 
             from tailor.errors import TailorError
 
             raise TailorError(f"train: {stopped} before any checkpoint was written; lower train.optimizer.lr")
-        load_checkpoint(good, engine.raw_model)
+        load_checkpoint(good, engine.model)
         return f"last good checkpoint ({good.name})"
     return f"last step ({state.step})"
