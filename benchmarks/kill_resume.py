@@ -110,6 +110,8 @@ def main() -> None:
                 break
             time.sleep(0.001)
         if proc.poll() is not None:
+            if proc.returncode != 0:
+                sys.exit(f"kill_resume: the resumed training failed:\n{proc.stderr.read().decode()[-2000:]}")
             break  # training finished before this kill
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -69,15 +69,18 @@ def main() -> None:
     monitor.close()
     full = evaluate(model, val, None, acc.device)  # every validation character once
 
-    class RandomWindows:  # nanoGPT's estimate: eval_iters=20 random batches of the validation split
-        @staticmethod
-        def eval_batches(limit):
-            return (val(10_000 + i) for i in range(limit))
+    class RandomWindows:  # nanoGPT's estimate: eval_iters=20 random batches of a split
+        def __init__(self, split):
+            self.split = split
 
-    estimate = evaluate(model, RandomWindows, 20, acc.device)
+        def eval_batches(self, limit):
+            return (self.split(10_000 + i) for i in range(limit))
+
+    estimate = evaluate(model, RandomWindows(val), 20, acc.device)
+    train_estimate = evaluate(model, RandomWindows(train), 20, acc.device)
     verdict = "meets" if full["loss"] <= TARGET else "MISSES"
     print(f"shakespeare: validation loss {full['loss']:.4f} on all {full['tokens']:,} validation characters "
-          f"(nanoGPT-style estimate from 20 random batches: {estimate['loss']:.4f}) "
+          f"(nanoGPT-style estimate from 20 random batches: {estimate['loss']:.4f}; train {train_estimate['loss']:.4f}) "
           f"after {summary['steps']} steps ({verdict} nanoGPT's {TARGET}); wall time {wall:.0f}s "
           f"({summary['tokens_per_s']:,.0f} tokens/s, {args.threads} thread(s), "
           f"{'bf16 autocast' if acc.mixed_precision == 'bf16' else 'fp32'}); final weights: {summary['final_weights']}")

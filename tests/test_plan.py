@@ -48,3 +48,29 @@ def test_planned_run_stays_within_its_time_budget(make_spec, tmp_path):
     assert plan["predicted_seconds"] + plan["planning_seconds"] <= budget
     assert summary["batch_size"] == plan["batch_size"] and summary["steps"] <= plan["max_steps"]
     assert plan["planning_seconds"] + summary["seconds"] <= budget * 1.15   # the loop also stops at the budget
+
+
+def test_compute_optimal_shape_grows_with_compute_and_fits_it():
+    from tailor.train.plan import SHAPES, TOKENS_PER_PARAM, compute_optimal_shape, shape_params
+
+    small, _ = compute_optimal_shape(flops_per_s=20e9, budget=600)
+    big, reason = compute_optimal_shape(flops_per_s=400e12, budget=3600)
+    assert SHAPES.index(small) < SHAPES.index(big)
+    for shape, flops, budget in ((small, 20e9, 600), (big, 400e12, 3600)):
+        n = shape_params(shape[0], shape[2])
+        assert 6 * n * TOKENS_PER_PARAM * n <= SAFETY * flops * budget   # its compute-optimal run fits
+    assert "compute-optimal" in reason
+    capped, _ = compute_optimal_shape(flops_per_s=400e12, budget=3600, memory_limit=64 * 2**20)
+    assert shape_params(capped[0], capped[2]) * 16 <= 64 * 2**20
+
+
+def test_scratch_size_auto_is_chosen_from_the_budget(make_spec, tmp_path):
+    spec = load_spec(make_spec({"problem": {"constraints": {"time_budget": "20s"}},
+                                "model": {"arch": {"size": "auto"}}}))
+    run_dir = Pipeline(spec, tmp_path / "runs").run(until="model")
+    report = json.loads((run_dir / "model" / "report.json").read_text())
+    config = json.loads((run_dir / "model" / "config.json").read_text())
+    assert "compute-optimal" in report["sizing"] and f"{config['n_layer']} layers x {config['n_embd']} wide" in report["sizing"]
+    with pytest.raises(TailorError, match="size: auto needs problem.constraints.time_budget"):
+        Pipeline(load_spec(make_spec({"model": {"arch": {"size": "auto"}}}, name="nobudget.yaml")),
+                 tmp_path / "runs2").run(until="model")

@@ -99,7 +99,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("tokenizer", ("data",), lambda s: {"spec": _dump(s.tokenizer, s.data.fields,
                                                            s.model.base if s.tokenizer.type == "pretrained" else None)},
           _stage_tokenizer),
-    Stage("model", ("data", "tokenizer"), lambda s: {"spec": _dump(s.model, s.data.fields)}, _stage_model),
+    Stage("model", ("data", "tokenizer"),
+          lambda s: {"spec": _dump(s.model, s.data.fields),  # a size chosen from the budget depends on it
+                     "budget": _dump(s.problem.constraints, s.train.max_time) if s.model.arch.size else None},
+          _stage_model),
     Stage("train", ("data", "tokenizer", "model"),
           lambda s: {"spec": _dump(s.name, s.train, s.problem.constraints, s.data.fields)}, _stage_train),
     Stage("evaluate", ("data", "train"),

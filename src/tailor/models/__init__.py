@@ -93,14 +93,19 @@ def run_model(spec: Spec, data_dir: Path, tokenizer_dir: Path, out_dir: Path) ->
             block_size = min(1024, -(-longest // 8) * 8)
         else:
             block_size = 256
+    n_layer, n_head, n_embd, sizing = arch.n_layer, arch.n_head, arch.n_embd, None
+    if arch.size == "auto":
+        from tailor.train.plan import plan_scratch_size
+
+        (n_layer, n_head, n_embd), sizing = plan_scratch_size(spec, codec.vocab_size, block_size)
     torch.manual_seed(spec.model.seed)
     config = TransformerConfig(
-        vocab_size=codec.vocab_size, block_size=block_size, n_layer=arch.n_layer, n_head=arch.n_head,
-        n_kv_head=arch.n_kv_head, n_embd=arch.n_embd, dropout=arch.dropout, bias=arch.bias, norm=arch.norm,
+        vocab_size=codec.vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
+        n_kv_head=arch.n_kv_head if arch.size is None else None, n_embd=n_embd, dropout=arch.dropout, bias=arch.bias, norm=arch.norm,
         activation=arch.activation, positions=arch.positions, window=arch.window, tie_weights=arch.tie_weights)
     model = Transformer(config)
     save_model(model, out_dir)
     report = {"parameters": model.num_params(non_embedding=False), "block_size": block_size,
-              "vocab_size": codec.vocab_size}
+              "vocab_size": codec.vocab_size, **({"sizing": sizing} if sizing else {})}
     atomic_write_json(out_dir / "report.json", report)
     return report

@@ -21,6 +21,8 @@ class TransformerArch(Strict):
     """A decoder-only transformer built from scratch (see tailor.models.transformer)."""
 
     family: Literal["transformer"] = "transformer"
+    size: Literal["auto"] | None = Field(
+        None, description="auto: choose n_layer, n_head and n_embd compute-optimally for problem.constraints.time_budget")
     n_layer: int = Field(4, ge=1)
     n_head: int = Field(4, ge=1)
     n_kv_head: int | None = Field(None, ge=1, description="fewer than n_head: grouped-query attention")
