@@ -31,7 +31,8 @@ class Loss(Strict):
 
 
 class EarlyStopping(Strict):
-    metric: str = Field("validation/loss", description="validation/loss, validation/perplexity or validation/accuracy")
+    metric: Literal["validation/loss", "validation/perplexity", "validation/accuracy"] = Field(
+        "validation/loss", description="measured at every validation pass")
     mode: Literal["auto", "min", "max"] = Field("auto", description="auto: max for accuracy, min otherwise")
     patience: int = Field(3, ge=1, description="validation passes without improvement before stopping")
     min_delta: float = Field(0.0, ge=0, description="smallest change that counts as an improvement")
