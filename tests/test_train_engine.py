@@ -28,8 +28,8 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run_dir / "train" / "model" / "model.safetensors"))
 
 
-def crash_at(monkeypatch, step: int) -> None:
-    """Make training die when it asks for batch `step` (as a kill would, but in-process)."""
+def crashed_run(spec_path: Path, runs: Path, monkeypatch, step: int) -> Path:
+    """The run folder of a training that died when it asked for batch `step` (as a kill would, in-process)."""
     original = tailor.train.batches.PairBatches.__call__
 
     def dying(self, s):
@@ -37,7 +37,11 @@ def crash_at(monkeypatch, step: int) -> None:
             raise KeyboardInterrupt("killed")
         return original(self, s)
 
-    monkeypatch.setattr(tailor.train.batches.PairBatches, "__call__", dying)
+    with monkeypatch.context() as m:
+        m.setattr(tailor.train.batches.PairBatches, "__call__", dying)
+        with pytest.raises(KeyboardInterrupt):
+            Pipeline(load_spec(spec_path), runs).run(until="train")
+    return next((runs / "tiny").iterdir())
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +59,7 @@ def uninterrupted(tmp_path_factory):
 
 
 def test_resumed_run_repeats_the_uninterrupted_curve(make_spec, tmp_path, monkeypatch, uninterrupted):
-    spec = load_spec(make_spec(RESUMABLE))
-    with monkeypatch.context() as m:
-        crash_at(m, 10)
-        with pytest.raises(KeyboardInterrupt):
-            Pipeline(spec, tmp_path / "runs").run(until="train")
-    run_dir = next((tmp_path / "runs" / "tiny").iterdir())
+    run_dir = crashed_run(make_spec(RESUMABLE), tmp_path / "runs", monkeypatch, 10)
     saved = sorted(p.name for p in (work_dir(run_dir, "train") / "checkpoints").iterdir())
     assert saved == ["step-0000006", "step-0000008"]  # the last two (step 6 is also the best so far)
     resumed = Pipeline(load_spec(make_spec(RESUMABLE)), tmp_path / "runs").run(until="train")
@@ -73,12 +72,7 @@ def test_resumed_run_repeats_the_uninterrupted_curve(make_spec, tmp_path, monkey
 
 
 def test_damaged_latest_checkpoint_falls_back_to_the_previous(make_spec, tmp_path, monkeypatch, uninterrupted, capsys):
-    spec = load_spec(make_spec(RESUMABLE))
-    with monkeypatch.context() as m:
-        crash_at(m, 13)
-        with pytest.raises(KeyboardInterrupt):
-            Pipeline(spec, tmp_path / "runs").run(until="train")
-    run_dir = next((tmp_path / "runs" / "tiny").iterdir())
+    run_dir = crashed_run(make_spec(RESUMABLE), tmp_path / "runs", monkeypatch, 13)
     checkpoints = work_dir(run_dir, "train") / "checkpoints"
     latest = checkpoints / "step-0000012"
     blob = latest / "model.safetensors"

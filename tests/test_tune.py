@@ -45,7 +45,7 @@ def test_three_trials_with_pruning_write_table_plot_and_best_spec(make_spec, tmp
     best = load_spec(folder / "best.yaml")                           # a spec `tailor run` takes as it is
     assert best.train.optimizer.lr == 3.0e-3
     page = (folder / "report.html").read_text()
-    assert page.count("<tr") == 4 and "data:image/png;base64," in page
+    assert page.count("<tr") == 4 and "0 (best)" in page and "data:image/png;base64," in page
     assert (folder / "trials.png").read_bytes()[:4] == b"\x89PNG"
 
 

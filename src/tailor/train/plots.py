@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import math
+
+from tailor.evaluate.page import png, pyplot
 
 SKIP = {"step", "split", "elapsed_s", "tokens"}  # bookkeeping, not curves
 
 
 def curve_pngs(rows: list[dict]) -> dict[str, bytes]:
     """One PNG per logged metric name (train and validation on the same axes), keyed by the name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = sorted({k for r in rows for k, v in r.items() if k not in SKIP and isinstance(v, (int, float))})
     out = {}
     for name in names:
@@ -30,9 +27,5 @@ def curve_pngs(rows: list[dict]) -> dict[str, bytes]:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend()
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        plt.close(fig)
-        out[name] = buf.getvalue()
+        out[name] = png(fig)
     return out

@@ -11,7 +11,6 @@ trials.json, trials.png, report.html and best.yaml (the best spec, for `tailor r
 from __future__ import annotations
 
 import copy
-import html
 import json
 import os
 import subprocess
@@ -232,15 +231,11 @@ def write_results(spec: Spec, study, out: Path, optuna) -> dict:
 
 def trials_plot(study, metric: str) -> bytes:
     """PNG: each trial's validation curve (pruned ones dashed) and the final values by trial."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from optuna.trial import TrialState
 
-    fig, (curves, finals) = plt.subplots(1, 2, figsize=(10, 3.5), dpi=110)
+    from tailor.evaluate.page import png, pyplot
+
+    fig, (curves, finals) = pyplot().subplots(1, 2, figsize=(10, 3.5), dpi=110)
     for t in study.trials:
         if t.intermediate_values:
             steps = sorted(t.intermediate_values)
@@ -258,28 +253,17 @@ def trials_plot(study, metric: str) -> bytes:
     finals.set_ylabel(metric)
     finals.set_title("finished trials")
     finals.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return png(fig)
 
 
-def trials_html(spec: Spec, trials: list[dict], best: int, png: bytes) -> str:
-    """A self-contained page: the trials table (best marked) and the plot."""
-    import base64
+def trials_html(spec: Spec, trials: list[dict], best: int, plot: bytes) -> str:
+    """A self-contained page: the trials table (the best trial first in bold) and the plot."""
+    from tailor.evaluate.page import document, esc, img, table
 
     keys = list(spec.tune.space)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["trial", "state", spec.tune.metric, *keys, "last step"])
-    body = ""
-    for t in trials:
-        cells = [t["number"], t["state"], "" if t["value"] is None else f"{t['value']:.5g}",
-                 *[t["params"].get(k, "") for k in keys], t["last_step"] if t["last_step"] is not None else ""]
-        style = " style='font-weight:bold'" if t["number"] == best else ""
-        body += f"<tr{style}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(spec.name)} tuning</title>"
-            "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto}table{border-collapse:"
-            "collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem}</style></head><body>"
-            f"<h1>{html.escape(spec.name)}: tuning</h1><p>{len(trials)} trials, {spec.tune.method} search; best: trial "
-            f"{best} (bold). The best spec is best.yaml beside this page.</p><table><tr>{head}</tr>{body}</table>"
-            f"<img alt='trials' src='data:image/png;base64,{base64.b64encode(png).decode()}'></body></html>")
+    rows = [[f"{t['number']} (best)" if t["number"] == best else t["number"], t["state"], t["value"],
+             *[t["params"].get(k) for k in keys], t["last_step"]] for t in trials]
+    return document(f"{spec.name} tuning", [
+        f"<h1>{esc(spec.name)}: tuning</h1><p>{len(trials)} trials, {spec.tune.method} search, "
+        f"{spec.tune.pruner} pruning; best: trial {best}. The best spec is best.yaml beside this page.</p>",
+        table(["trial", "state", spec.tune.metric, *keys, "last step"], rows), img(plot, "trials")])
