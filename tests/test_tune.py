@@ -49,6 +49,23 @@ def test_three_trials_with_pruning_write_table_plot_and_best_spec(make_spec, tmp
     assert (folder / "trials.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_grid_and_random_studies_take_their_samplers(make_spec, tmp_path):
+    import optuna
+
+    from tailor.train.tune import make_study
+
+    grid = load_spec(make_spec(TUNED | {"tune": TUNED["tune"] | {"method": "grid", "pruner": "hyperband",
+                                                                 "space": {"train.batch_size": [4, 8]}}}))
+    study, dims = make_study(grid, tmp_path / "runs")
+    assert isinstance(study.sampler, optuna.samplers.GridSampler) and dims == {"train.batch_size": ("choice", [4, 8])}
+    assert isinstance(study.pruner, optuna.pruners.HyperbandPruner)
+    rand = load_spec(make_spec(TUNED | {"tune": TUNED["tune"] | {"method": "random", "study": "r"}}, name="r.yaml"))
+    study, _ = make_study(rand, tmp_path / "runs")
+    assert isinstance(study.sampler, optuna.samplers.RandomSampler)
+    assert [t.params for t in study.get_trials(deepcopy=False)] == [{}]  # the spec's own values, queued first
+    assert study.get_trials()[0].system_attrs["fixed_params"] == {"train.optimizer.lr": 3.0e-3}
+
+
 def test_search_space_errors_name_the_key(make_spec):
     spec = load_spec(make_spec(TUNED))
     with pytest.raises(TailorError, match="tune.space.train.optimiser.lr: the spec has no key"):

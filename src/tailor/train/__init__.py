@@ -143,7 +143,7 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
                           cfg.tracking.experiment or spec.name, params, progress, warn, enabled=main)
         try:
             summary = train_loop(engine, train_batches, val_batches, cfg, max_steps, checkpoints, monitor, state,
-                                 max_time, {"plan": plan})
+                                 max_time, {"plan": plan, "schedule": cfg.schedule.model_dump()})
         finally:
             monitor.close()
     finally:
