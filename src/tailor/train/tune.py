@@ -239,11 +239,11 @@ def trials_plot(study, metric: str) -> bytes:
     for t in study.trials:
         if t.intermediate_values:
             steps = sorted(t.intermediate_values)
-            style = "--" if t.state == TrialState.PRUNED else "-"
+            style = "x--" if t.state == TrialState.PRUNED else "o-"  # markers: a trial pruned at once is one point
             curves.plot(steps, [t.intermediate_values[s] for s in steps], style, label=f"trial {t.number}")
     curves.set_xlabel("step")
     curves.set_ylabel(metric)
-    curves.set_title("validation during training (dashed: pruned)")
+    curves.set_title("validation during training (x, dashed: pruned)")
     curves.grid(alpha=0.3)
     if len(study.trials) <= 12:
         curves.legend(fontsize=7)
