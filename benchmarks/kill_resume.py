@@ -32,7 +32,7 @@ SPEC = {
              "split": {"train": 0.8, "validation": 0.2, "test": 0.0, "seed": 0}},
     "tokenizer": {"type": "bpe", "vocab_size": 320},
     "model": {"arch": {"n_layer": 2, "n_head": 2, "n_embd": 64, "dropout": 0.1}},  # dropout: RNG must resume too
-    "train": {"max_steps": 400, "batch_size": 16, "eval_every": 20, "eval_batches": 2,
+    "train": {"max_steps": 1000, "batch_size": 16, "eval_every": 20, "eval_batches": 2,
               "checkpoints": {"every": 4, "keep_last": 2}, "schedule": {"warmup_steps": 20}},
 }
 
@@ -103,7 +103,7 @@ def main() -> None:
         # wait until this process trains (a new row), then kill at the next checkpoint write or at a random moment
         while proc.poll() is None and len(logged(metrics_of(runs))) <= rows_before:
             time.sleep(0.005)
-        deadline = time.perf_counter() + (120 if at_write else rng.uniform(0.0, 1.5))
+        deadline = time.perf_counter() + (120 if at_write else rng.uniform(0.0, 1.0))
         while proc.poll() is None and time.perf_counter() < deadline:
             if at_write and set(temp_folders(runs)) - temps_before:
                 hit_write = True
