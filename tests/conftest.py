@@ -74,3 +74,64 @@ def finished_run(tmp_path_factory) -> tuple[Path, Path]:
     spec_path.write_text(yaml.safe_dump(BASE_SPEC, sort_keys=False))
     run_dir = Pipeline(load_spec(spec_path), root / "runs").run()
     return spec_path, run_dir
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """A local HF folder: a 2-layer BERT with random weights and MiniLM's WordPiece tokenizer."""
+    import shutil
+
+    from transformers import BertConfig, BertModel
+
+    from tailor.models.presets import preset_path
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch_seed()
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy2(preset_path("minilm-l6") / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A local HF folder: a 2-layer Llama with random weights and a small byte-level BPE with a chat template."""
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from tailor.tokenizer import train_bpe
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    words = ["what colour is item", "the answer is", "red", "blue", "green", "hello", "thanks"] * 30
+    tok = train_bpe(iter(words), 300, 1)
+    tok.add_special_tokens(["<|im_start|>", "<|im_end|>"])
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|pad|>",
+                                 bos_token="<|im_start|>")
+    hf.chat_template = CHAT_TEMPLATE
+    hf.save_pretrained(folder)
+    torch_seed()
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(hf), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                                 tie_word_embeddings=True, initializer_range=0.2)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def one_thread():
+    """Steps of tiny models are dominated by thread synchronisation: one thread runs them fastest."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def torch_seed(seed: int = 0) -> None:
+    import torch
+
+    torch.manual_seed(seed)

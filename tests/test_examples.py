@@ -36,3 +36,72 @@ def test_product_qa_spec_runs_end_to_end_on_a_small_budget(tmp_path):
     assert info["status"] == "complete" and info["targets"]["total"] == 2
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert 0.0 <= metrics["test/exact_match"] <= 1.0 and metrics["test/examples"] == 20
+
+
+TICKETS = ROOT / "examples" / "ticket-intents"
+TINY_LM = ROOT / "examples" / "tiny-lm"
+
+
+def test_ticket_intents_data_is_reproducible():
+    res = subprocess.run([sys.executable, str(TICKETS / "generate.py"), "--check"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+def test_ticket_intents_test_tickets_word_requests_unseen_in_training():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ticket_generate", TICKETS / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    train = [json.loads(line) for line in (TICKETS / "data" / "train.jsonl").read_text().splitlines()]
+    test = [json.loads(line) for line in (TICKETS / "data" / "test.jsonl").read_text().splitlines()]
+    intents = set(generate.REQUESTS)
+    assert {r["intent"] for r in train} == {r["intent"] for r in test} == intents and len(intents) == 12
+    for intent, requests in generate.REQUESTS.items():
+        held = [r for r in requests if generate.held_out(intent, r)]
+        assert held and len(held) < len(requests)  # every intent has wordings on both sides
+    assert not {r["text"] for r in test} & {r["text"] for r in train}
+
+
+def _tiny_budget(path: Path, steps: int):
+    spec = load_spec(path)
+    spec.train.max_steps = steps
+    spec.train.eval_every = steps
+    spec.train.eval_batches = 1
+    spec.evaluate.splits = ["test"]
+    return spec
+
+
+def test_ticket_intents_specs_run_end_to_end_on_a_small_budget(tmp_path):
+    gradual = _tiny_budget(TICKETS / "spec.yaml", 4)
+    gradual.train.batch_size = 8
+    gradual.model.adapt.freeze.unfreeze_every = 1
+    run_dir = Pipeline(gradual, tmp_path / "runs").run()
+    summary = json.loads((run_dir / "train" / "summary.json").read_text())
+    assert [u["unfrozen"] for u in summary["unfrozen"]] == ["layer 5", "layer 4", "layer 3"]
+    head_only = _tiny_budget(TICKETS / "spec-head-only.yaml", 2)
+    head_only.train.batch_size = 8
+    baseline = Pipeline(head_only, tmp_path / "runs").run()
+    assert json.loads((baseline / "train" / "summary.json").read_text())["unfrozen"] == []
+    for run in (run_dir, baseline):
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert read_run(run)["status"] == "complete" and metrics["test/examples"] == 300
+        assert 0.0 <= metrics["test/f1_macro"] <= 1.0
+
+
+def test_tiny_lm_specs_train_an_lstm_and_a_transformer_on_the_same_text(tmp_path):
+    from tailor.inference import Generator
+
+    runs = {}
+    for family in ("lstm", "transformer"):
+        spec = _tiny_budget(TINY_LM / f"spec-{family}.yaml", 3)
+        runs[family] = Pipeline(spec, tmp_path / "runs").run()
+        metrics = json.loads((runs[family] / "metrics.json").read_text())
+        assert metrics["test/bits_per_byte"] > 0 and read_run(runs[family])["status"] == "complete"
+    data = [(runs[f] / "data" / "train.parquet").read_bytes() for f in runs]
+    tokenizers = [(runs[f] / "tokenizer" / "tokenizer.json").read_text() for f in runs]
+    assert data[0] == data[1] and tokenizers[0] == tokenizers[1]
+    config = json.loads((runs["lstm"] / "train" / "model" / "config.json").read_text())
+    assert config["model_type"] == "tailor-recurrent" and config["cell"] == "lstm"
+    completion = Generator(runs["lstm"]).complete("ROMEO:", max_new_tokens=8, temperature=0.8, seed=1)
+    assert 1 <= completion.completion_tokens <= 8

@@ -50,7 +50,7 @@ def test_unknown_key_names_line_path_and_suggestion():
 def test_wrong_type_and_literal_errors_name_allowed_values():
     msg = errors_of(MINIMAL + "model: {arch: {n_layer: two}}\ntokenizer: {type: wordpice}\n")
     assert "model.arch.n_layer" in msg and "valid integer" in msg
-    assert "tokenizer.type" in msg and "'bpe' or 'pretrained'" in msg
+    assert "tokenizer.type" in msg and "'wordpiece', 'unigram', 'sentencepiece' or 'pretrained'" in msg
 
 
 def test_nested_list_error_has_index():

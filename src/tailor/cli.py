@@ -56,7 +56,7 @@ def init(
     name: str = typer.Option(None, help="Spec name (names the run folder)."),
     domain: str = typer.Option(None, help="Who the model serves, e.g. 'customer support for a hardware store'."),
     task: str = typer.Option(None, help="What it does, e.g. 'answer questions about product specifications'."),
-    output: str = typer.Option(None, help="Output kind: text."),
+    output: str = typer.Option(None, help="Output kind: text, label, token-labels or score."),
     data: str = typer.Option(None, help="Data files: a path, folder or glob (relative to the spec)."),
     input_field: str = typer.Option(None, help="Record field with the question/prompt (pairs)."),
     output_field: str = typer.Option(None, help="Record field with the answer (pairs)."),
@@ -84,7 +84,7 @@ def init(
 
     a_domain = q(domain, "Domain (who the model serves)", required=True)
     a_task = q(task, "Task (what it must do)", required=True)
-    a_output = q(output, "Output kind (text)", "text")
+    a_output = q(output, "Output kind (text, label, token-labels, score)", "text")
     a_data = q(data, "Data (path, folder or glob)", required=True)
     a_in = q(input_field, "Input field (blank for a plain text corpus)", "")
     a_out = q(output_field, "Output field", "answer") if a_in else None

@@ -52,13 +52,15 @@ class Generator:
     def complete(self, prompt: str, max_new_tokens: int = 32, temperature: float = 0.0, top_p: float = 1.0,
                  seed: int | None = None, stop: list[str] | None = None) -> Completion:
         start = time.perf_counter()
+        from tailor.models import context_length, generate_ids
+
         ids = self.encode_prompt(prompt)
-        limit = self.model.config.block_size
+        limit = context_length(self.model)
         if len(ids) >= limit:
             raise TailorError(f"the prompt is {len(ids)} tokens; this model reads at most {limit - 1}")
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        out = self.model.generate(torch.tensor([ids], device=self.device), max_new_tokens, temperature, top_p,
-                                  stop_ids={self.codec.eos_id}, generator=generator)[0, len(ids):].tolist()
+        out = generate_ids(self.model, torch.tensor([ids], device=self.device), max_new_tokens, temperature, top_p,
+                           stop_ids={self.codec.eos_id}, generator=generator)[0, len(ids):].tolist()
         finish = "stop" if out and out[-1] == self.codec.eos_id else "length"
         text = self.codec.decode(out)
         for s in stop or []:

@@ -97,11 +97,14 @@ def _dump(*models) -> list:
 STAGES: tuple[Stage, ...] = (
     Stage("data", (), lambda s: {"data": _dump(s.data), "files": _data_files(s)}, _stage_data),
     Stage("tokenizer", ("data",), lambda s: {"spec": _dump(s.tokenizer, s.data.fields,
-                                                           s.model.base if s.tokenizer.type == "pretrained" else None)},
+                                                           s.model.base if s.tokenizer.type == "pretrained" else None),
+                                             "output": s.problem.output},
           _stage_tokenizer),
     Stage("model", ("data", "tokenizer"),
-          lambda s: {"spec": _dump(s.model, s.data.fields),  # a size chosen from the budget depends on it
-                     "budget": _dump(s.problem.constraints, s.train.max_time) if s.model.arch.size else None},
+          lambda s: {"spec": _dump(s.model, s.data.fields), "output": s.problem.output,
+                     # a size chosen from the budget depends on it
+                     "budget": _dump(s.problem.constraints, s.train.max_time) if getattr(s.model.arch, "size", None)
+                     else None},
           _stage_model),
     Stage("train", ("data", "tokenizer", "model"),
           lambda s: {"spec": _dump(s.name, s.train, s.problem.constraints, s.data.fields)}, _stage_train),

@@ -28,8 +28,8 @@ from tailor.spec.data import Data
 __all__ = ["run_data", "load_split"]
 
 
-def load_split(data_dir: Path, split: str) -> list[dict]:
-    """Records of one split written by the data stage."""
+def load_split(data_dir: Path, split: str, columns: list[str] | None = None) -> list[dict]:
+    """Records of one split written by the data stage (only `columns` of them, when given)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -38,7 +38,8 @@ def load_split(data_dir: Path, split: str) -> list[dict]:
     path = Path(data_dir) / f"{split}.parquet"
     if not encryption.exists(path):
         return []
-    return pq.read_table(pa.BufferReader(encryption.read_bytes(path))).to_pylist()  # .enc: decrypted in memory
+    data = pa.BufferReader(encryption.read_bytes(path))  # .enc: decrypted in memory
+    return pq.read_table(data, columns=columns).to_pylist()
 
 
 class GeneratedCheck:

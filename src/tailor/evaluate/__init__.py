@@ -40,6 +40,11 @@ def run_evaluate(spec: Spec, data_dir: Path, train_dir: Path, out_dir: Path, pro
         records = load_split(data_dir, split)
         if not records:
             continue
+        if spec.problem.output != "text":  # a task head: labels, token labels or scores
+            from tailor.evaluate.labels import label_rows
+
+            rows += label_rows(gen.model, gen.codec, spec, split, records, torch.device(gen.device))
+            continue
         split_rows = score_examples(gen, spec, split, records)
         if answer:
             answer_examples(gen, spec, split_rows[: spec.evaluate.max_examples], progress)

@@ -16,8 +16,9 @@ import numpy as np
 from tailor.evaluate.bootstrap import interval
 from tailor.evaluate.metrics import Columns, Metric
 
+from tailor.spec.evaluate import CLASSIFICATION_METRICS
+
 AVERAGES = ("macro", "micro", "weighted")
-CLASSIFICATION_METRICS = ("accuracy",) + tuple(f"{m}_{a}" for a in AVERAGES for m in ("precision", "recall", "f1"))
 
 
 def classification_metrics(y_true: Sequence, y_pred: Sequence) -> dict[str, float]:

@@ -9,11 +9,13 @@ from tailor.errors import TailorError
 from tailor.evaluate.bootstrap import interval
 from tailor.evaluate.classification import LABEL_REGISTRY
 from tailor.evaluate.metrics import REGISTRY, Metric, metric_columns
+from tailor.evaluate.regression import SCORE_REGISTRY
 from tailor.spec.evaluate import Bootstrap
 
 FILE = "predictions.parquet"
-# Every metric a prediction row can give: text rows carry NLL and answer columns, label rows label codes.
-METRICS: dict[str, Metric] = REGISTRY | LABEL_REGISTRY
+# Every metric a prediction row can give: text rows carry NLL and answer columns, label rows label codes,
+# score rows the true and predicted numbers.
+METRICS: dict[str, Metric] = REGISTRY | LABEL_REGISTRY | SCORE_REGISTRY
 
 
 def write_predictions(path: Path, rows: list[dict]) -> None:

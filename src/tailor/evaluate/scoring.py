@@ -43,9 +43,10 @@ def example_nll(gen, spec: Spec, records: list[dict]) -> tuple[list[float], list
     A text corpus is scored as one stream in consecutive windows; each position's NLL goes to the
     document that holds the predicted token (the stream's very first token is never scored).
     """
+    from tailor.models import context_length
     from tailor.train.batches import StreamBatches, make_batches
 
-    batches = make_batches(spec, records, gen.codec, gen.model.config.block_size, spec.train.eval_batch_size, 0)
+    batches = make_batches(spec, records, gen.codec, context_length(gen.model), spec.train.eval_batch_size, 0)
     parts = _nll_rows(gen.model, batches, torch.device(gen.device))
     if not isinstance(batches, StreamBatches):  # examples (packed or not are scored unpacked), one row each
         nll = [float(v) for n, _ in parts for v in n.sum(1)]

@@ -1,43 +1,105 @@
-"""The model stage: build the network the spec describes and save it as a HF-style folder."""
+"""Models: every family saved as a HF-style folder, and the one place where models meet the loop.
+
+Families: the from-scratch transformer and recurrent networks (config.json + model.safetensors,
+with an optional task head), and pretrained transformers models (a HF folder transformers
+loads as it is). `compute_loss(model, batch)` serves them all, whatever the head.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 from safetensors.torch import load_model as load_weights
 from safetensors.torch import save_model as save_weights
 
 from tailor.artifacts import atomic_write_json
 from tailor.errors import TailorError
-from tailor.models.transformer import Transformer, TransformerConfig
-from tailor.spec import Spec
+from tailor.models.heads import SequenceHead, TokenHead
+from tailor.models.recurrent import Recurrent, RecurrentConfig
+from tailor.models.transformer import Transformer, TransformerConfig, sample_next
 from tailor.train.losses import Objective
 
 MODEL_TYPE = "tailor-transformer"
+FAMILIES = {MODEL_TYPE: (Transformer, TransformerConfig), "tailor-recurrent": (Recurrent, RecurrentConfig)}
+LABEL_HEADS = ("classification", "token_classification")
 
 
-def save_model(model: Transformer, folder: Path, extra: dict | None = None) -> None:
-    """config.json + model.safetensors (tied weights stored once)."""
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model under a LoRA (peft) wrapper."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def head_of(model: nn.Module) -> str:
+    return getattr(unwrap(model), "tailor_head", "causal_lm")
+
+
+def labels_of(model: nn.Module) -> list[str] | None:
+    return getattr(unwrap(model), "tailor_labels", None)
+
+
+def is_hf(model: nn.Module) -> bool:
+    return bool(getattr(unwrap(model), "tailor_hf", False))
+
+
+def with_head(backbone: nn.Module, head: str, labels: list[str] | None, pooling: str = "mean") -> nn.Module:
+    """A from-scratch backbone with the task head `head` (a language model is its own head)."""
+    if head == "causal_lm":
+        model = backbone
+    elif head == "token_classification":
+        model = TokenHead(backbone, len(labels or []))
+    else:
+        model = SequenceHead(backbone, 1 if head == "regression" else len(labels or []), pooling)
+    model.tailor_head, model.tailor_labels, model.tailor_pooling = head, labels, pooling
+    return model
+
+
+def backbone_of(model: nn.Module) -> nn.Module:
+    return getattr(model, "backbone", model)
+
+
+def save_model(model: nn.Module, folder: Path, extra: dict | None = None) -> None:
+    """A HF-style folder: config.json + model.safetensors (LoRA merged in; tied weights stored once)."""
+    from tailor.models.adapt import merged
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    model = merged(model)
+    if is_hf(model):
+        for key, value in (extra or {}).items():
+            setattr(model.config, key, value)
+        model.save_pretrained(str(folder))
+        return
+    backbone = backbone_of(model)
+    model_type = next(t for t, (cls, _) in FAMILIES.items() if isinstance(backbone, cls))
     save_weights(model, str(folder / "model.safetensors"))
-    atomic_write_json(folder / "config.json", {"model_type": MODEL_TYPE, "architectures": ["Transformer"],
-                                               **model.config.to_dict(), **(extra or {})})
+    atomic_write_json(folder / "config.json", {
+        "model_type": model_type, "architectures": [type(model).__name__], **backbone.config.to_dict(),
+        "head": head_of(model), "labels": labels_of(model), "pooling": getattr(model, "tailor_pooling", "mean"),
+        **(extra or {})})
 
 
-def load_model(folder: Path, device: str | torch.device = "cpu") -> Transformer:
-    """A model saved by save_model; only safetensors weights are read."""
+def load_model(folder: Path, device: str | torch.device = "cpu") -> nn.Module:
+    """A model saved by save_model, or any HF model folder; only safetensors weights are read."""
+    from tailor.models.pretrained import load_hf_folder
+
     folder = Path(folder)
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise TailorError(f"{folder}: no config.json; not a model folder")
     config = json.loads(config_path.read_text())
-    if config.get("model_type") != MODEL_TYPE:
-        raise TailorError(f"{config_path}: model_type {config.get('model_type')!r} is not {MODEL_TYPE!r}")
-    fields = TransformerConfig.__dataclass_fields__
-    model = Transformer(TransformerConfig(**{k: v for k, v in config.items() if k in fields}))
+    model_type = config.get("model_type")
+    if model_type not in FAMILIES:
+        if not model_type:
+            raise TailorError(f"{config_path}: no model_type; expected {', '.join(FAMILIES)} or a transformers model")
+        return load_hf_folder(folder, config, str(device))
+    cls, config_cls = FAMILIES[model_type]
+    fields = config_cls.__dataclass_fields__
+    model = with_head(cls(config_cls(**{k: v for k, v in config.items() if k in fields})),
+                      config.get("head", "causal_lm"), config.get("labels"), config.get("pooling", "mean"))
     weights = folder / "model.safetensors"
     if weights.is_file():
         load_weights(model, str(weights), device=str(device))
@@ -47,65 +109,90 @@ def load_model(folder: Path, device: str | torch.device = "cpu") -> Transformer:
         from tailor.deploy.encryption import read_bytes
 
         result = model.load_state_dict(load_bytes(read_bytes(weights)), strict=False)
-        tied = {"lm_head.weight", "wte.weight"} if model.config.tie_weights else set()
-        if result.unexpected_keys or set(result.missing_keys) - tied:
+        # tied weights are stored once, under one of their names: a name may be missing if another of its tensor's came
+        names: dict[int, set[str]] = {}
+        for name, p in model.named_parameters(remove_duplicate=False):
+            names.setdefault(id(p), set()).add(name)
+        missing = set(result.missing_keys)
+        unfilled = {n for group in names.values() if group <= missing for n in group}
+        if result.unexpected_keys or unfilled or missing - {n for g in names.values() for n in g}:
             raise TailorError(f"{weights}: weights do not fit the config (missing {result.missing_keys[:3]}, "
                               f"unexpected {result.unexpected_keys[:3]})")
     return model.to(device)
 
 
-def compute_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
+def context_length(model: nn.Module) -> int:
+    """Longest sequence the model is trained and run on."""
+    from tailor.models.pretrained import context_of
+
+    base = unwrap(model)
+    return context_of(base) if is_hf(base) else backbone_of(base).config.block_size
+
+
+def logits_of(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Task-head logits: (B, n_labels), (B, 1) for a score, (B, T, n_labels) for token labels."""
+    if is_hf(model):
+        return model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
+    return model(batch["input_ids"], batch.get("attention_mask"))
+
+
+def compute_loss(model: nn.Module, batch: dict[str, torch.Tensor],
                  objective: Objective | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(logits, mean loss over scored positions, number scored) for a batch on the model's device.
 
-    The one place where a model family meets the training loop and the evaluation; `objective`
-    (label smoothing, class weights) scores the outputs, plain cross-entropy by default.
+    The one place where a model family meets the training loop and the evaluation: next-token
+    cross-entropy for language models, cross-entropy over labels (per sequence or per token),
+    mean squared error for scores; `objective` (label smoothing, class weights) scores the outputs,
+    plain cross-entropy by default.
     """
-    logits, _ = model(batch["input_ids"], position_ids=batch.get("position_ids"))
-    loss, n = (objective or Objective()).cross_entropy(logits, batch["targets"])
+    objective = objective or Objective()
+    head = head_of(model)
+    if head == "causal_lm":
+        if is_hf(model):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                           position_ids=batch.get("position_ids")).logits
+        else:
+            logits, _ = model(batch["input_ids"], position_ids=batch.get("position_ids"))
+        loss, n = objective.cross_entropy(logits, batch["targets"])
+        return logits, loss, n
+    logits = logits_of(model, batch)
+    labels = batch["labels"]
+    loss, n = objective.mse(logits.squeeze(-1), labels) if head == "regression" else objective.cross_entropy(logits, labels)
     return logits, loss, n
 
 
-def example_lengths(spec: Spec, records: list[dict], codec) -> list[int]:
-    """Token length of each formatted training example (input + sep + output + eos)."""
-    f = spec.data.fields
-    if f.text is not None:
-        return [len(ids) + 1 for ids in codec.encode_batch([r[f.text] for r in records])]
-    inputs = codec.encode_batch([r[f.input] for r in records])
-    outputs = codec.encode_batch([r[f.output] for r in records])
-    return [len(a) + len(b) + 2 for a, b in zip(inputs, outputs)]
+@torch.no_grad()
+def generate_ids(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
+                 top_p: float = 1.0, stop_ids: set[int] | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Continue idx (1, T) with any causal language model, reusing its key/value cache or state."""
+    if head_of(model) != "causal_lm":
+        raise TailorError(f"this model has a {head_of(model)} head: it predicts labels or scores for a text "
+                          "and does not generate; its predictions are in the run's evaluate/predictions.parquet")
+    if not is_hf(model):
+        return model.generate(idx, max_new_tokens, temperature, top_p, stop_ids, generator)
+    limit = context_length(model)
+    # transformers 5 names the key/value cache `cache`; earlier versions `past_key_values`
+    cache_arg = "cache" if "cache" in inspect.signature(unwrap(model).forward).parameters else "past_key_values"
+    out = model(input_ids=idx, use_cache=True)
+    seq = idx
+    for _ in range(max_new_tokens):
+        if seq.shape[1] >= limit:
+            break
+        next_id = sample_next(out.logits[:, -1, :], temperature, top_p, generator)  # (1, 1)
+        seq = torch.cat([seq, next_id], dim=1)
+        if stop_ids and next_id.item() in stop_ids:
+            break
+        cache = next(v for k, v in out.items() if k in ("cache", "past_key_values"))
+        out = model(input_ids=next_id, use_cache=True, **{cache_arg: cache})
+    return seq
 
 
-def run_model(spec: Spec, data_dir: Path, tokenizer_dir: Path, out_dir: Path) -> dict:
-    """Build the initial model (seeded) into out_dir."""
-    from tailor.data import load_split
-    from tailor.tokenizer import Codec
+def run_model(spec, data_dir: Path, tokenizer_dir: Path, out_dir: Path) -> dict:
+    """Build the initial model (seeded) into out_dir: from scratch or from a pretrained base."""
+    from tailor.models.build import build_model
 
-    if spec.model.base != "scratch":
-        raise TailorError(f"model.base {spec.model.base!r}: this version builds models from scratch only; "
-                          "set model.base: scratch")
-    codec = Codec.load(tokenizer_dir)
-    arch = spec.model.arch
-    block_size = arch.block_size
-    if block_size == "auto":
-        if spec.data.fields.text is None:
-            longest = max(example_lengths(spec, load_split(data_dir, "train"), codec))
-            block_size = min(1024, -(-longest // 8) * 8)
-        else:
-            block_size = 256
-    n_layer, n_head, n_embd, sizing = arch.n_layer, arch.n_head, arch.n_embd, None
-    if arch.size == "auto":
-        from tailor.train.plan import plan_scratch_size
-
-        (n_layer, n_head, n_embd), sizing = plan_scratch_size(spec, codec.vocab_size, block_size)
-    torch.manual_seed(spec.model.seed)
-    config = TransformerConfig(
-        vocab_size=codec.vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
-        n_kv_head=arch.n_kv_head if arch.size is None else None, n_embd=n_embd, dropout=arch.dropout, bias=arch.bias, norm=arch.norm,
-        activation=arch.activation, positions=arch.positions, window=arch.window, tie_weights=arch.tie_weights)
-    model = Transformer(config)
+    model, report = build_model(spec, data_dir, tokenizer_dir)
     save_model(model, out_dir)
-    report = {"parameters": model.num_params(non_embedding=False), "block_size": block_size,
-              "vocab_size": codec.vocab_size, **({"sizing": sizing} if sizing else {})}
     atomic_write_json(out_dir / "report.json", report)
     return report

@@ -217,11 +217,13 @@ class Transformer(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.wpe.weight.numel() if non_embedding and self.wpe is not None else n
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                caches: list[dict] | None = None, positions: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, T, vocab) and, given targets (-100 = ignore), the mean cross-entropy.
+    @property
+    def hidden_size(self) -> int:
+        return self.config.n_embd
+
+    def features(self, idx: torch.Tensor, caches: list[dict] | None = None, positions: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Final normalised hidden states (B, T, C): what the LM head and the task heads read.
 
         For padded batches (serving), positions (B, T) gives each token's position in its own sequence
         and attention_mask (B, cached+T) marks the real tokens of the cache and of idx.
@@ -251,7 +253,14 @@ class Transformer(nn.Module):
         x = self.drop(x)
         for i, block in enumerate(self.h):
             x = block(x, rope, caches[i] if caches is not None else None, attention_mask)
-        logits = self.lm_head(self.ln_f(x))  # (B, T, vocab)
+        return self.ln_f(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                caches: list[dict] | None = None, positions: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, vocab) and, given targets (-100 = ignore), the mean cross-entropy."""
+        logits = self.lm_head(self.features(idx, caches, positions, attention_mask, position_ids))  # (B, T, vocab)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100)

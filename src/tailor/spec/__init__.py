@@ -18,7 +18,7 @@ from tailor.spec.base import Strict
 from tailor.spec.data import Data, Source
 from tailor.spec.deploy import Deploy
 from tailor.spec.evaluate import GENERATED, METRICS, Evaluate
-from tailor.spec.model import ModelSpec, TokenizerSpec
+from tailor.spec.model import ARCH_TAGS, HEAD_FOR_OUTPUT, ModelSpec, TokenizerSpec
 from tailor.spec.problem import Problem, Target
 from tailor.spec.train import Train, Tune
 
@@ -56,7 +56,31 @@ class Spec(Strict):
                                  f"allowed: {', '.join(allowed)}")
         if self.tokenizer.type == "pretrained" and self.tokenizer.source is None and self.model.base == "scratch":
             raise ValueError("tokenizer.type pretrained needs tokenizer.source (or a pretrained model.base)")
+        self._check_model(kind, pairs)
         return self
+
+    def _check_model(self, kind: str, pairs: bool) -> None:
+        """The head fits problem.output, the data has a label field, a pretrained base reads its own tokens."""
+        expected = HEAD_FOR_OUTPUT[kind]
+        if self.model.head not in ("auto", expected):
+            raise ValueError(f"model.head: {self.model.head!r} does not fit problem.output {kind!r}; "
+                             f"expected {expected!r} (or auto)")
+        if kind != "text" and not pairs:
+            raise ValueError(f"problem.output {kind!r}: the label is read from data.fields.output and the text from "
+                             "data.fields.input; set both, e.g. {input: text, output: intent}")
+        arch = self.model.arch
+        if getattr(arch, "bidirectional", False) and expected == "causal_lm":
+            raise ValueError("model.arch.bidirectional: a language model reads left to right; bidirectional "
+                             "recurrent encoders are for label, token-labels and score outputs")
+        if self.model.base != "scratch" and self.tokenizer.type != "pretrained":
+            raise ValueError(f"tokenizer.type: {self.tokenizer.type!r} with the pretrained model.base "
+                             f"{self.model.base!r}: a pretrained model reads its own tokenizer's ids; "
+                             "set tokenizer.type: pretrained")
+
+    @property
+    def head(self) -> str:
+        """The model head: model.head, or the one problem.output implies."""
+        return HEAD_FOR_OUTPUT[self.problem.output] if self.model.head == "auto" else self.model.head
 
     def metric_names(self) -> list[str]:
         """Metrics to compute: the chosen (or default) ones plus every target's."""
@@ -99,7 +123,8 @@ def _allowed_keys(loc: tuple) -> list[str]:
         nxt: list[type[BaseModel]] = []
         for model in current:
             nxt += _models_in(_field_type(model, part)) if part in model.model_fields else []
-        current = nxt or current
+        # a discriminated union's tag (e.g. 'recurrent') picks the member named after it
+        current = nxt or [m for m in current if m.__name__.lower().startswith(str(part))] or current
     return sorted({k for m in current for k in m.model_fields})
 
 
@@ -149,7 +174,8 @@ def format_errors(error: ValidationError, text: str, source: str) -> str:
     lines = []
     for err in error.errors():
         full = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        loc = tuple(p for i, p in enumerate(full) if not (i and isinstance(full[i - 1], int) and _tag_at(p)))
+        loc = tuple(p for i, p in enumerate(full) if not (i and isinstance(full[i - 1], int) and _tag_at(p))
+                    and not (i and full[i - 1] == "arch" and p in ARCH_TAGS))  # union tags name no key
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(full)

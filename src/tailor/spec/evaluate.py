@@ -12,10 +12,16 @@ LM_METRICS = ("loss", "perplexity", "word_perplexity", "byte_perplexity", "bits_
 GENERATION_METRICS = ("exact_match", "normalized_exact_match", "token_f1", "bleu", "chrf",
                       "rouge1", "rouge2", "rougeL", "rougeLsum")
 LATENCY_METRICS = ("p50_latency_ms", "p95_latency_ms")
+CLASSIFICATION_METRICS = ("accuracy",) + tuple(f"{m}_{a}" for a in ("macro", "micro", "weighted")
+                                               for m in ("precision", "recall", "f1"))
+SCORE_METRICS = ("mse", "mae", "r2", "pearson")
 
 # Metrics the evaluate stage computes, by problem.output.
 METRICS: dict[str, tuple[str, ...]] = {
     "text": LM_METRICS + GENERATION_METRICS + LATENCY_METRICS,
+    "label": ("loss",) + CLASSIFICATION_METRICS,
+    "token-labels": ("loss",) + CLASSIFICATION_METRICS,  # per word
+    "score": ("loss",) + SCORE_METRICS,                   # loss: mean squared error
 }
 GENERATED = set(GENERATION_METRICS) | set(LATENCY_METRICS)  # need generation, and input/output data
 

@@ -31,7 +31,8 @@ WORK_FILES = ("checkpoints", "metrics.jsonl", "tensorboard", "plan.json", "finge
 def model_card(spec: Spec) -> dict:
     """What a server or a later stage needs to use the trained model: its input format."""
     f = spec.data.fields
-    return {"name": spec.name, "format": "text" if f.text is not None else "pairs", "fields": f.model_dump()}
+    return {"name": spec.name, "format": "text" if f.text is not None else "pairs", "fields": f.model_dump(),
+            "output": spec.problem.output}
 
 
 def _fingerprint(spec: Spec, *folders: Path) -> str:
@@ -72,7 +73,8 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
     """Write model/ (trained, with its tokenizer), checkpoints/, metrics.jsonl, plan.json and summary.json."""
     from tailor.data import load_split
     from tailor.deploy.manifest import write_manifest
-    from tailor.models import load_model, save_model
+    from tailor.models import context_length, labels_of, load_model, save_model
+    from tailor.models.adapt import prepare
     from tailor.tokenizer import Codec
     from tailor.train.batches import make_batches
     from accelerate.utils import DistributedType
@@ -100,7 +102,8 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
     torch.manual_seed(cfg.seed)
     codec = Codec.load(tokenizer_dir)
     model = load_model(model_dir).to(acc.device)
-    block = model.config.block_size
+    block = context_length(model)
+    labels = labels_of(model)
     train_records = load_split(data_dir, "train")
     val_records = load_split(data_dir, "validation")
     notes = []
@@ -110,7 +113,7 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
     max_time = cfg.max_time if cfg.max_time is not None else spec.problem.constraints.time_budget
 
     def batches_for(records: list[dict], size: int):
-        return make_batches(spec, records, codec, block, size, cfg.seed)
+        return make_batches(spec, records, codec, block, size, cfg.seed, labels)
 
     def new_optimizer(m: torch.nn.Module) -> torch.optim.Optimizer:
         return make_optimizer(m, cfg.optimizer)
@@ -120,6 +123,14 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
     max_time = plan.get("budget_seconds") or max_time
     batch_size, max_steps = plan["batch_size"], plan["max_steps"]
     train_batches, val_batches = batches_for(train_records, batch_size), batches_for(val_records, batch_size)
+    # freezing, gradual unfreezing, layer-wise rates, LoRA (tailor.models.adapt)
+    adapted = prepare(model, spec.model.adapt, cfg.optimizer.weight_decay,
+                      {"steps": 1, "epochs": getattr(train_batches, "per_epoch", 1)})
+    model = adapted.model
+
+    def new_optimizer(m: torch.nn.Module) -> torch.optim.Optimizer:
+        return make_optimizer(m, cfg.optimizer, adapted.param_groups if m is model else None)
+
     optimizer = new_optimizer(model)
     checkpoints = Checkpoints(work / "checkpoints", cfg.checkpoints.keep_last, warn)
     state = LoopState()
@@ -136,7 +147,7 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
                 console.print(f"resuming from {good} (step {state.step} of {max_steps})")
         elif require_resume:
             raise TailorError(f"--resume: no checkpoint to resume from in {work / 'checkpoints'}")
-        engine = Engine(wrapped, model, optimizer, acc, objective)
+        engine = Engine(wrapped, model, optimizer, acc, objective, adapted.on_step)
         params = {"batch_size": batch_size, "max_steps": max_steps, "optimizer": cfg.optimizer.name,
                   "lr": cfg.optimizer.lr, "precision": cfg.precision, "processes": acc.num_processes}
         monitor = Monitor(work, state.step, max_steps, cfg.tracking.tensorboard, cfg.tracking.mlflow_uri,
@@ -175,7 +186,8 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
         (out_dir / "plots" / f"{name}.png").write_bytes(png)
     summary.update(device=str(acc.device), processes=acc.num_processes, precision=acc.mixed_precision,
                    batch_size=batch_size, notes=notes, plan=plan.get("reason"),
-                   parameters=sum(p.numel() for p in model.parameters()))
+                   parameters=sum(p.numel() for p in model.parameters()), adapt=adapted.summary,
+                   unfrozen=getattr(adapted.on_step, "log", []))
     summary["best_validation_loss"] = summary["best_validation"]["value"] \
         if summary["best_validation"]["metric"] == "validation/loss" else None
     atomic_write_json(out_dir / "summary.json", summary)

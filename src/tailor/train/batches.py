@@ -12,14 +12,18 @@ IGNORE = -100
 
 def encode_pairs(inputs: list[str], outputs: list[str], codec: Codec, block_size: int,
                  loss_on: str = "output") -> list[tuple[list[int], list[int]]]:
-    """(ids, labels) per example: input, sep, output, eos; labels hide the prompt unless loss_on='all'."""
+    """(ids, labels) per example: the prompt (input + sep, or the chat template's user turn), output, eos.
+
+    Labels hide the prompt unless loss_on='all'.
+    """
     out = []
     for a, b in zip(codec.encode_batch(inputs), codec.encode_batch(outputs)):
         answer = b + [codec.eos_id]
-        room = block_size + 1 - len(answer) - 1
+        room = block_size + 1 - len(answer) - codec.prompt_overhead
         a = a[-room:] if room > 0 else []  # too long: keep the end of the prompt, all of the answer
-        ids = a + [codec.sep_id] + answer
-        labels = ids[:] if loss_on == "all" else [IGNORE] * (len(a) + 1) + answer
+        prompt = codec.wrap_prompt(a)
+        ids = prompt + answer
+        labels = ids[:] if loss_on == "all" else [IGNORE] * len(prompt) + answer
         out.append((ids[: block_size + 1], labels[: block_size + 1]))
     return out
 
@@ -42,21 +46,23 @@ def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> Batch:
 class PairBatches:
     """Epochs of shuffled prompt/answer examples; batch `step` is a pure function of (seed, step)."""
 
-    def __init__(self, examples: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int, seed: int):
+    def __init__(self, examples: list[tuple[list[int], object]], batch_size: int, pad_id: int, seed: int,
+                 collate_fn=collate):
         self.examples, self.batch_size, self.pad_id, self.seed = examples, batch_size, pad_id, seed
+        self.collate_fn = collate_fn  # collate (next-token targets) or label_batches.collate_labels
         self.per_epoch = max(1, len(examples) // batch_size)
 
     def __call__(self, step: int) -> Batch:
         epoch, i = divmod(step, self.per_epoch)
         order = torch.randperm(len(self.examples), generator=torch.Generator().manual_seed(self.seed + epoch))
         picked = order[i * self.batch_size:(i + 1) * self.batch_size].tolist()
-        return collate([self.examples[j] for j in picked], self.pad_id)
+        return self.collate_fn([self.examples[j] for j in picked], self.pad_id)
 
     def eval_batches(self, limit: int | None):
         """The first `limit` batches (None: all) in file order, for a repeatable validation loss."""
         count = len(self.examples) if limit is None else min(len(self.examples), limit * self.batch_size)
         for start in range(0, count, self.batch_size):
-            yield collate(self.examples[start:start + self.batch_size], self.pad_id)
+            yield self.collate_fn(self.examples[start:start + self.batch_size], self.pad_id)
 
 
 class PackedBatches:
@@ -122,6 +128,7 @@ class StreamBatches:
             raise ValueError("the token stream is too short to train on")
         self.tokens, self.batch_size, self.seed = tokens, batch_size, seed
         self.block_size = min(block_size, len(tokens) - 1)
+        self.per_epoch = max(1, (len(tokens) - 1) // (self.block_size * batch_size))  # steps to see each token once
 
     def __call__(self, step: int) -> Batch:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
@@ -147,9 +154,15 @@ class StreamBatches:
             yield {"input_ids": self.tokens[None, tail:-1], "targets": self.tokens[None, tail + 1:]}
 
 
-def make_batches(spec: Spec, records: list[dict], codec: Codec, block_size: int, batch_size: int, seed: int):
-    """PairBatches for input/output data, StreamBatches for a text corpus."""
+def make_batches(spec: Spec, records: list[dict], codec: Codec, block_size: int, batch_size: int, seed: int,
+                 labels: list[str] | None = None):
+    """PairBatches for input/output data (with a label, score or tags for task heads), StreamBatches for a corpus."""
     f = spec.data.fields
+    if spec.problem.output != "text":
+        from tailor.train.label_batches import collate_labels, encode_labels
+
+        return PairBatches(encode_labels(spec, records, codec, block_size, labels), batch_size, codec.pad_id, seed,
+                           collate_labels)
     if f.text is not None:
         ids: list[int] = []
         for doc in codec.encode_batch([r[f.text] for r in records]):

@@ -16,8 +16,8 @@ def decay_groups(model: torch.nn.Module, weight_decay: float, groups: list[dict]
     groups = groups or [{"params": list(model.parameters())}]
     out = []
     for group in groups:
-        params = [p for p in group["params"] if p.requires_grad]
-        extra = {k: v for k, v in group.items() if k != "params"}
+        params = [p for p in group["params"] if p.requires_grad or group.get("thaws")]  # thaws: frozen now, trained later
+        extra = {k: v for k, v in group.items() if k not in ("params", "thaws")}
         for chosen, wd in (([p for p in params if p.dim() >= 2], weight_decay), ([p for p in params if p.dim() < 2], 0.0)):
             if chosen:
                 out.append({**extra, "params": chosen, "weight_decay": wd})

@@ -1,0 +1,79 @@
+"""Tailor's tokenizer stage against raw `tokenizers` training on the same text, in the same run.
+
+The stage (read the train split, train, save tokenizer.json and its config, write the report on
+the validation split) is timed against the bare library: the same byte-level BPE trained from the
+same texts already in memory and saved. Rounds alternate the two; the line reports medians and
+the overhead ratio (goal: at most 1.1).
+
+    python benchmarks/tokenizer.py [--corpus ../shared/data/tinyshakespeare.txt] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+from tailor.data import load_split, run_data
+from tailor.spec import parse_spec
+from tailor.tokenizer import run_tokenizer
+from tailor.tokenizer.train import SPECIALS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def raw_tokenizers(texts: list[str], vocab_size: int, min_frequency: int, out: Path) -> None:
+    """The baseline: what a user writes with the library alone."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
+                                  special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    tok.save(str(out / "tokenizer.json"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "data" / "tinyshakespeare.txt")
+    parser.add_argument("--vocab-size", type=int, default=4096)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        spec = parse_spec(f"name: bench\nproblem: {{domain: d, task: t}}\ndata:\n"
+                          f"  sources: [{{type: files, path: {args.corpus.resolve()}}}]\n"
+                          f"  split: {{train: 0.9, validation: 0.1, test: 0.0, shuffle: false}}\n"
+                          f"tokenizer: {{type: bpe, vocab_size: {args.vocab_size}}}\n", "bench")
+        (work / "data").mkdir()
+        run_data(spec, work / "data")
+        texts = [r["text"] for r in load_split(work / "data", "train")]
+        times: dict[str, list[float]] = {"ours": [], "raw": []}
+        for i in range(args.rounds + 1):
+            for name in ("ours", "raw") if i % 2 else ("raw", "ours"):
+                out = work / f"{name}-{i}"
+                out.mkdir()
+                start = time.perf_counter()
+                if name == "ours":
+                    run_tokenizer(spec, work / "data", out)
+                else:
+                    raw_tokenizers(texts, spec.tokenizer.vocab_size, spec.tokenizer.min_frequency, out)
+                if i:  # round 0 warms up
+                    times[name].append(time.perf_counter() - start)
+        same = (work / "ours-0" / "tokenizer.json").read_text() == (work / "raw-0" / "tokenizer.json").read_text()
+        ours, raw = statistics.median(times["ours"]), statistics.median(times["raw"])
+    mb = sum(len(t.encode()) for t in texts) / 1e6
+    print(f"tokenizer stage vs raw tokenizers (byte-level BPE, vocab {args.vocab_size}, {mb:.2f} MB train text, "
+          f"median of {args.rounds}): ours {ours:.3f}s, raw {raw:.3f}s, overhead ratio {ours / raw:.3f} "
+          f"(goal <= 1.1); "
+          f"identical tokenizer.json: {same}")
+
+
+if __name__ == "__main__":
+    main()

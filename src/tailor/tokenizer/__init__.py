@@ -1,0 +1,182 @@
+"""The tokenizer stage: train a tokenizer of any kind, or take a pretrained model's own.
+
+Either way the result is one `tokenizer.json` (plus `tokenizer_config.json`, so that
+`transformers.AutoTokenizer` loads the folder too), a report on held-out text, and a `Codec`
+that knows the special tokens and how the model was taught to read a prompt.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from tailor.artifacts import atomic_write_json
+from tailor.errors import TailorError
+from tailor.spec import Spec
+from tailor.tokenizer.train import EOS, PAD, SEP, promises_round_trip, train_bpe, train_tokenizer
+
+__all__ = ["Codec", "EOS", "PAD", "SEP", "pretrained_tokenizer", "run_tokenizer", "train_bpe", "train_tokenizer"]
+
+PLACEHOLDER = "\x00prompt\x00"  # stands for the user's text while a chat template is rendered
+
+
+class Codec:
+    """Text <-> ids with the special tokens a Tailor model is trained with.
+
+    A prompt is the input followed by the separator token, or, for a tokenizer with a chat
+    template, the input as the user's turn of that template with the assistant's turn opened.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, eos: str = EOS, pad: str = PAD, sep: str | None = SEP,
+                 chat_template: str | None = None):
+        self.tokenizer = tokenizer
+        tokenizer.encode_special_tokens = True  # text that spells "<|endoftext|>" stays text: no injection
+        names = {"eos": eos, "pad": pad, **({"sep": sep} if chat_template is None else {})}
+        ids = {name: tokenizer.token_to_id(tok) if tok else None for name, tok in names.items()}
+        missing = [name for name, i in ids.items() if i is None]
+        if missing:
+            raise TailorError(f"tokenizer lacks the special token(s) {', '.join(missing)}")
+        self.eos_id, self.pad_id = ids["eos"], ids["pad"]
+        self.sep_id = tokenizer.token_to_id(sep) if sep else None
+        self.chat_template = chat_template
+        self._prefix: list[int] = []
+        self._suffix: list[int] = [self.sep_id] if chat_template is None else []
+        if chat_template is not None:
+            self._prefix, self._suffix = self._chat_parts(eos)
+
+    def _chat_parts(self, eos: str) -> tuple[list[int], list[int]]:
+        """Ids before and after the user's text in the rendered template (its markers read as special tokens)."""
+        from transformers import PreTrainedTokenizerFast
+
+        hf = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(self.tokenizer.to_str()), eos_token=eos)
+        hf.chat_template = self.chat_template
+        try:
+            text = hf.apply_chat_template([{"role": "user", "content": PLACEHOLDER}], add_generation_prompt=True,
+                                          tokenize=False)
+        except Exception as e:  # jinja raises many kinds for a broken template
+            raise TailorError(f"tokenizer chat_template cannot be rendered ({e})") from None
+        if text.count(PLACEHOLDER) != 1:
+            raise TailorError("tokenizer chat_template does not place the user's message exactly once")
+        before, after = text.split(PLACEHOLDER)
+        markers = Tokenizer.from_str(self.tokenizer.to_str())
+        markers.encode_special_tokens = False
+        return (markers.encode(before, add_special_tokens=False).ids if before else [],
+                markers.encode(after, add_special_tokens=False).ids if after else [])
+
+    @classmethod
+    def load(cls, folder: Path) -> Codec:
+        from tailor.deploy import encryption
+
+        folder = Path(folder)
+        path = folder / "tokenizer.json"
+        if not encryption.exists(path):
+            raise TailorError(f"{folder}: no tokenizer.json")
+        config_path = folder / "tokenizer_config.json"
+        config = json.loads(config_path.read_text()) if config_path.exists() else {}
+        tokenizer = Tokenizer.from_str(encryption.read_bytes(path).decode("utf-8"))  # .enc: decrypted in memory
+        return cls(tokenizer, config.get("eos_token", EOS), config.get("pad_token", PAD),
+                   config.get("sep_token", SEP), config.get("chat_template"))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def prompt_overhead(self) -> int:
+        """Tokens a prompt adds around the input."""
+        return len(self._prefix) + len(self._suffix)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def wrap_prompt(self, ids: list[int]) -> list[int]:
+        """Encoded input -> the ids the model continues to answer it."""
+        return self._prefix + ids + self._suffix
+
+    def prompt(self, text: str) -> list[int]:
+        """Ids the model continues to answer `text`."""
+        return self.wrap_prompt(self.encode(text))
+
+
+def pretrained_tokenizer(source: str) -> tuple[Tokenizer, dict]:
+    """A pretrained model's fast tokenizer (preset, folder, .gguf or hub id) and its tokenizer_config entries.
+
+    Its own end, padding and separator tokens are used where it has them; a tokenizer with a chat
+    template needs no separator. Tokens added here are listed under `tailor_added_tokens`, so the
+    model stage knows how many embedding rows to add.
+    """
+    from transformers import AutoTokenizer
+
+    from tailor.models.presets import resolve_source
+
+    folder, gguf = resolve_source(source)
+    try:
+        hf = AutoTokenizer.from_pretrained(folder, gguf_file=gguf) if gguf else AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as e:
+        raise TailorError(f"{source}: cannot load its tokenizer ({e})") from None
+    if not getattr(hf, "is_fast", False):
+        raise TailorError(f"{source}: its tokenizer has no tokenizer.json (fast) form")
+    tok: Tokenizer = hf.backend_tokenizer
+    tok.no_padding()  # some ship with fixed-length padding and truncation; batches pad and cut themselves
+    tok.no_truncation()
+    template = hf.chat_template if isinstance(hf.chat_template, str) else None
+    eos = hf.eos_token or hf.sep_token or EOS
+    pad = hf.pad_token or eos
+    sep = hf.sep_token or (None if template else SEP)
+    added = [t for t in dict.fromkeys((eos, pad, sep)) if t and tok.token_to_id(t) is None]
+    tok.add_special_tokens(added)
+    config = {"eos_token": eos, "pad_token": pad, "sep_token": sep, "tailor_added_tokens": added}
+    if hf.cls_token:
+        config["cls_token"] = hf.cls_token
+    if template:
+        config["chat_template"] = template
+    return tok, config
+
+
+def _texts(records: list[dict], fields: list[str]) -> Iterator[str]:
+    for record in records:
+        for field in fields:
+            value = record[field]
+            yield " ".join(map(str, value)) if isinstance(value, list) else value
+
+
+def text_fields(spec: Spec) -> list[str]:
+    """Record fields the tokenizer reads: every model field for text, only the input for labels and scores."""
+    return spec.data.fields.used if spec.problem.output == "text" else [spec.data.fields.input]
+
+
+def run_tokenizer(spec: Spec, data_dir: Path, out_dir: Path) -> dict:
+    """Write tokenizer.json, tokenizer_config.json and report.json into out_dir."""
+    from tailor.data import load_split
+    from tailor.tokenizer.report import tokenizer_report
+
+    fields = text_fields(spec)
+    train = load_split(data_dir, "train", fields)
+    cfg = spec.tokenizer
+    if cfg.type == "pretrained":
+        tok, config = pretrained_tokenizer(cfg.source or spec.model.base)
+    else:
+        texts = list(_texts(train, fields))  # a list: tokenizers reads it in batches, faster than a generator
+        tok = train_tokenizer(lambda: texts, cfg)
+        config = {"eos_token": EOS, "pad_token": PAD, "sep_token": SEP}
+    tok.save(str(out_dir / "tokenizer.json"))
+    atomic_write_json(out_dir / "tokenizer_config.json", {
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": config["eos_token"], **config,
+        "model_max_length": 1_000_000, "clean_up_tokenization_spaces": False})
+    codec = Codec(tok, config["eos_token"], config["pad_token"], config["sep_token"], config.get("chat_template"))
+    sample = list(_texts(load_split(data_dir, "validation", fields) or train, fields))
+    report = {"type": cfg.type, "vocab_size": codec.vocab_size,
+              "round_trip_promised": cfg.type != "pretrained" and promises_round_trip(cfg),
+              **tokenizer_report(codec.tokenizer, cfg.type, sample)}
+    atomic_write_json(out_dir / "report.json", report)
+    return {k: report[k] for k in ("type", "vocab_size", "tokens_per_word", "tokens_per_byte", "unknown_rate",
+                                   "fallback_rate")}
