@@ -12,8 +12,8 @@ from tailor.models.pretrained import load_pretrained
 from tailor.models.recurrent import Recurrent, RecurrentConfig
 from tailor.models.transformer import Transformer, TransformerConfig
 from tailor.spec.model import Adapt
-from tailor.spec.train import Train
-from tailor.train.loop import make_optimizer, train_loop
+from tailor.spec.train import Optimizer
+from tailor.train.optim import make_optimizer, set_lr
 
 LABELS = ["a", "b", "c"]
 
@@ -39,12 +39,18 @@ class Batches:
 
 
 def run(model, adapt: Adapt, steps: int, tmp_path, lr: float = 1e-2):
+    """The training engine's optimizer over the adaptation's groups, stepped as its loop does."""
     plan = prepare(model, adapt, 0.0, {"steps": 1, "epochs": Batches.per_epoch})
-    cfg = Train(max_steps=steps, eval_every=steps, eval_batches=1, schedule={"name": "constant", "warmup_steps": 0},
-                optimizer={"lr": lr, "weight_decay": 0.0}, grad_clip=None)
-    optimizer = make_optimizer(plan.model, cfg, plan.param_groups)
-    train_loop(plan.model, optimizer, Batches(), Batches(), cfg, torch.device("cpu"), tmp_path / "m.jsonl",
-               on_step=plan.on_step)
+    optimizer = make_optimizer(plan.model, Optimizer(lr=lr, weight_decay=0.0), plan.param_groups)
+    batches = Batches()
+    for step in range(steps):
+        set_lr(optimizer, lr)
+        if plan.on_step is not None:
+            plan.on_step(step)
+        _, loss, _ = compute_loss(plan.model, batches(step))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
     return plan, optimizer
 
 
