@@ -47,3 +47,11 @@ def test_bidirectional_model_refuses_to_predict_the_next_token():
 def test_bad_cell_is_explained():
     with pytest.raises(ValueError, match="cell must be one of rnn, lstm, gru"):
         RecurrentConfig(cell="transformer")
+
+
+def test_packed_rows_are_refused_with_the_setting_to_change():
+    from tailor.errors import TailorError
+
+    x = torch.tensor([[1, 2, 3, 4]])
+    with pytest.raises(TailorError, match="set train.packing: false"):
+        tiny("lstm")(x, position_ids=torch.tensor([[0, 1, 0, 1]]))

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from tailor.errors import TailorError
 from tailor.models.transformer import sample_next
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -73,9 +74,12 @@ class Recurrent(nn.Module):
             out, state = self.rnn(x, state)  # (B, T, H)
         return self.drop(out), state
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                state=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state=None,
+                position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, vocab) and, given targets (-100 = ignore), the mean cross-entropy."""
+        if position_ids is not None:
+            raise TailorError("train.packing: a recurrent model carries its state along a whole row, so examples "
+                              "packed into one row would leak into each other; set train.packing: false")
         logits, _ = self.step(idx, state)
         loss = None
         if targets is not None:

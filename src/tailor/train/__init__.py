@@ -60,14 +60,6 @@ def _prepare_work(work: Path, fingerprint: str, console: Console) -> None:
     atomic_write_json(path, {"fingerprint": fingerprint})
 
 
-def label_names(model: torch.nn.Module) -> list[str] | None:
-    """Class labels of a classification head, in index order (the HF config's id2label)."""
-    id2label = getattr(getattr(model, "config", None), "id2label", None)
-    if not isinstance(id2label, dict):
-        return None
-    return [id2label[k] for k in sorted(id2label, key=int)]
-
-
 def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, out_dir: Path,
               progress: Progress | None = None, work_dir: Path | None = None, require_resume: bool = False) -> dict:
     """Write model/ (trained, with its tokenizer), checkpoints/, metrics.jsonl, plan.json and summary.json."""
@@ -134,7 +126,7 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
     optimizer = new_optimizer(model)
     checkpoints = Checkpoints(work / "checkpoints", cfg.checkpoints.keep_last, warn)
     state = LoopState()
-    objective = Objective(cfg.loss.label_smoothing, class_weight_tensor(cfg.loss.class_weights, label_names(model)))
+    objective = Objective(cfg.loss.label_smoothing, class_weight_tensor(cfg.loss.class_weights, labels))
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
     try:
