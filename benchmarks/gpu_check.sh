@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Model FLOPs utilisation of a GPT-2-124M-shaped bf16 training run on one GPU (H100/H200), through
 # our engine (train_loop, bf16 autocast, fused AdamW, torch.compile). Run from the repository root
-# on a machine with a GPU:  bash benchmarks/gpu_check.sh [steps] [micro-batch]
+# on a machine with a GPU:  bash benchmarks/gpu_check.sh [steps] [micro-batch]   (defaults 50 and 64)
 # MFU = achieved FLOP/s / peak dense bf16 FLOP/s, with training FLOPs per token as in PaLM
 # (appendix B): 6 * N (non-embedding parameters, plus the tied output layer) + 12 * L * T * C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"
-STEPS="${1:-60}" MICRO="${2:-16}" "$PY" - <<'EOF'
+STEPS="${1:-50}" MICRO="${2:-64}" "$PY" - <<'EOF'
 import json
 import os
 import statistics
@@ -20,7 +20,7 @@ import torch
 from tailor.models.transformer import Transformer, TransformerConfig
 from tailor.spec.train import Train
 from tailor.train.checkpoint import Checkpoints
-from tailor.train.distributed import make_accelerator
+from tailor.train.distributed import make_accelerator, prepare_for_training
 from tailor.train.loop import Engine, LoopState, train_loop
 from tailor.train.monitor import Monitor
 from tailor.train.optim import make_optimizer
@@ -56,7 +56,7 @@ cfg = Train.model_validate({"max_steps": steps, "batch_size": micro, "eval_every
 acc = make_accelerator(cfg, "cuda")
 model = model.to(acc.device)
 opt = make_optimizer(model, cfg.optimizer)
-wrapped, opt = acc.prepare(torch.compile(model), opt)
+wrapped, opt = prepare_for_training(acc, torch.compile(model), opt)
 engine = Engine(wrapped, model, opt, acc)
 work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
 monitor = Monitor(work, 0, steps, False, None, "", {}, None, print)  # metrics.jsonl: tokens/s of every step

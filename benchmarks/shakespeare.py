@@ -31,7 +31,7 @@ def main() -> None:
     from tailor.spec.train import Train
     from tailor.train.batches import StreamBatches
     from tailor.train.checkpoint import Checkpoints
-    from tailor.train.distributed import make_accelerator
+    from tailor.train.distributed import make_accelerator, prepare_for_training
     from tailor.train.loop import Engine, LoopState, evaluate, train_loop
     from tailor.train.monitor import Monitor
     from tailor.train.optim import make_optimizer
@@ -63,7 +63,7 @@ def main() -> None:
         "checkpoints": {"every": 500}, "tracking": {"tensorboard": False}, "precision": args.precision})
     acc = make_accelerator(cfg, "cpu")
     optimizer = make_optimizer(model, cfg.optimizer)
-    wrapped, optimizer = acc.prepare(model, optimizer)
+    wrapped, optimizer = prepare_for_training(acc, model, optimizer)
     work = Path(tempfile.mkdtemp(prefix="shakespeare-"))
     monitor = Monitor(work, 0, args.steps, False, None, "", {}, None, print)
     start = time.perf_counter()

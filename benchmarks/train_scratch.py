@@ -42,7 +42,7 @@ def main() -> None:
     from tailor.spec.train import Train
     from tailor.train.batches import StreamBatches
     from tailor.train.checkpoint import Checkpoints
-    from tailor.train.distributed import make_accelerator
+    from tailor.train.distributed import make_accelerator, prepare_for_training
     from tailor.train.loop import Engine, LoopState, train_loop
     from tailor.train.monitor import Monitor
     from tailor.train.optim import make_optimizer
@@ -78,7 +78,7 @@ def main() -> None:
 
     acc = make_accelerator(cfg, "cpu")
     opt = make_optimizer(ours, cfg.optimizer)
-    model, opt = acc.prepare(torch.compile(ours) if args.compile else ours, opt)
+    model, opt = prepare_for_training(acc, torch.compile(ours) if args.compile else ours, opt)
     engine = Engine(model, ours, opt, acc)
     work = Path(tempfile.mkdtemp(prefix="train-scratch-"))
     monitor = Monitor(work, 0, total, False, None, "", {}, None, print, enabled=False)

@@ -21,7 +21,7 @@ from tailor.errors import TailorError
 from tailor.models.heads import SequenceHead, TokenHead
 from tailor.models.recurrent import Recurrent, RecurrentConfig
 from tailor.models.transformer import Transformer, TransformerConfig, sample_next
-from tailor.train.losses import Objective
+from tailor.train.losses import IGNORE, Objective
 
 MODEL_TYPE = "tailor-transformer"
 FAMILIES = {MODEL_TYPE: (Transformer, TransformerConfig), "tailor-recurrent": (Recurrent, RecurrentConfig)}
@@ -136,14 +136,15 @@ def logits_of(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return model(batch["input_ids"], batch.get("attention_mask"))
 
 
-def compute_loss(model: nn.Module, batch: dict[str, torch.Tensor],
-                 objective: Objective | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+def compute_loss(model: nn.Module, batch: dict[str, torch.Tensor], objective: Objective | None = None,
+                 scored: int | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(logits, mean loss over scored positions, number scored) for a batch on the model's device.
 
     The one place where a model family meets the training loop and the evaluation: next-token
     cross-entropy for language models, cross-entropy over labels (per sequence or per token),
     mean squared error for scores; `objective` (label smoothing, class weights) scores the outputs,
-    plain cross-entropy by default.
+    plain cross-entropy by default. `scored`, when the caller counted it on the host, spares a
+    device synchronisation.
     """
     objective = objective or Objective()
     head = head_of(model)
@@ -151,13 +152,19 @@ def compute_loss(model: nn.Module, batch: dict[str, torch.Tensor],
         if is_hf(model):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
                            position_ids=batch.get("position_ids")).logits
+        elif objective.plain:
+            # our families score themselves in forward, so that under torch.compile the loss (and its
+            # float32 softmax over the vocabulary) fuses with the output layer
+            logits, loss = model(batch["input_ids"], targets=batch["targets"], position_ids=batch.get("position_ids"))
+            return logits, loss, scored if scored is not None else int((batch["targets"] != IGNORE).sum())
         else:
             logits, _ = model(batch["input_ids"], position_ids=batch.get("position_ids"))
-        loss, n = objective.cross_entropy(logits, batch["targets"])
+        loss, n = objective.cross_entropy(logits, batch["targets"], scored)
         return logits, loss, n
     logits = logits_of(model, batch)
     labels = batch["labels"]
-    loss, n = objective.mse(logits.squeeze(-1), labels) if head == "regression" else objective.cross_entropy(logits, labels)
+    loss, n = (objective.mse(logits.squeeze(-1), labels) if head == "regression"
+               else objective.cross_entropy(logits, labels, scored))
     return logits, loss, n
 
 

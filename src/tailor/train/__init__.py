@@ -72,7 +72,7 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
     from accelerate.utils import DistributedType
 
     from tailor.train.checkpoint import Checkpoints, gather_state, load_checkpoint
-    from tailor.train.distributed import make_accelerator
+    from tailor.train.distributed import make_accelerator, prepare_for_training
     from tailor.train.loop import Engine, LoopState, train_loop
     from tailor.train.losses import Objective, class_weight_tensor
     from tailor.train.monitor import Monitor
@@ -130,7 +130,7 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
     try:
-        wrapped, optimizer = acc.prepare(torch.compile(model) if cfg.compile else model, optimizer)
+        wrapped, optimizer = prepare_for_training(acc, torch.compile(model) if cfg.compile else model, optimizer)
         good = checkpoints.latest_good(drop_bad=main)
         acc.wait_for_everyone()
         if good is not None:  # loaded into the prepared model: FSDP shards what every rank reads

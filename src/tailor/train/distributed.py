@@ -69,6 +69,19 @@ def make_accelerator(cfg: Train, device_choice: str):
     return Accelerator(cpu=device.type == "cpu", mixed_precision=resolve_precision(cfg.precision, device), **kwargs)
 
 
+def prepare_for_training(acc, model: torch.nn.Module, optimizer: torch.optim.Optimizer):
+    """accelerate's prepare, with the model's outputs left in the autocast dtype.
+
+    Under mixed precision accelerate wraps forward in autocast and converts its outputs to float32.
+    The loop autocasts itself and the losses upcast where it matters, so that conversion would only
+    add a float32 copy of the whole (batch, time, vocabulary) logits outside any compiled graph.
+    """
+    wrapped, optimizer = acc.prepare(model, optimizer)
+    if (original := getattr(model, "_original_forward", None)) is not None:
+        model.forward = original
+    return wrapped, optimizer
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

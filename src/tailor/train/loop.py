@@ -132,8 +132,12 @@ def evaluate_loss(model: torch.nn.Module, batches, limit: int | None, device: to
     return values["loss"], int(values["tokens"])
 
 
-def _train_step(engine: Engine, batch: Batch, cfg: Train) -> tuple[float, int]:
-    """Forward and backward over this rank's micro-batches; returns (mean loss of the global batch, tokens)."""
+def _train_step(engine: Engine, batch: Batch, cfg: Train) -> tuple[torch.Tensor, int]:
+    """Forward and backward over this rank's micro-batches; returns (mean loss of the global batch, tokens).
+
+    The loss stays on the device (reading it waits for the backward pass), and scored positions are
+    counted on the host, so that nothing in the step waits for the accelerator.
+    """
     acc, model = engine.accelerator, engine.model
     n_global = max(1, scored(batch))
     mine = torch.tensor_split(torch.arange(len(targets_of(batch))), engine.world)[engine.rank]
@@ -141,10 +145,12 @@ def _train_step(engine: Engine, batch: Batch, cfg: Train) -> tuple[float, int]:
     loss_sum = torch.zeros((), device=engine.device, dtype=torch.float64)
     tokens = 0
     for i, rows in enumerate(micro):
-        mb = to_device(trim(take_rows(batch, rows)), engine.device)
+        mb = trim(take_rows(batch, rows))
+        n = scored(mb)
+        mb = to_device(mb, engine.device)
         sync = contextlib.nullcontext() if i == len(micro) - 1 else acc.no_sync(model)
         with sync, acc.autocast():
-            _, loss, n = compute_loss(model, mb, engine.objective)
+            _, loss, n = compute_loss(model, mb, engine.objective, n)
             # weight by this micro-batch's share of the scored positions; DDP averages over ranks
             acc.backward(loss * (n * engine.world / n_global))
         loss_sum += loss.detach().double() * n
@@ -152,8 +158,8 @@ def _train_step(engine: Engine, batch: Batch, cfg: Train) -> tuple[float, int]:
     if engine.world > 1:
         both = torch.stack([loss_sum, torch.tensor(float(tokens), device=engine.device, dtype=torch.float64)])
         both = acc.reduce(both, reduction="sum")
-        return both[0].item() / n_global, int(both[1].item())
-    return loss_sum.item() / n_global, tokens
+        return both[0] / n_global, int(both[1].item())
+    return loss_sum / n_global, tokens
 
 
 def _improved(value: float, best: float | None, cfg: Train) -> bool:
@@ -206,15 +212,17 @@ def train_loop(engine: Engine, train_batches: Callable[[int], Batch], val_batche
         if engine.on_step is not None:
             engine.on_step(step)
         torch.manual_seed(cfg.seed * 1_000_003 + step * 1_009 + engine.rank)  # dropout: a function of the step
-        step_loss, n_tokens = _train_step(engine, train_batches(step), cfg)
-        if not math.isfinite(step_loss):
-            optimizer.zero_grad(set_to_none=True)
-            stopped = diverged("loss", step + 1)
-            break
+        loss_on_device, n_tokens = _train_step(engine, train_batches(step), cfg)
         if cfg.grad_clip:
             acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        # read only now, so that the optimizer step is queued behind the backward pass; a non-finite
+        # loss has spoilt these weights, and the run falls back to its last good checkpoint
+        step_loss = loss_on_device.item()
+        if not math.isfinite(step_loss):
+            stopped = diverged("loss", step + 1)
+            break
         state.step = done = step + 1
         state.tokens += n_tokens
         state.window_loss += step_loss

@@ -19,8 +19,14 @@ class Objective:
     label_smoothing: float = 0.0
     class_weight: torch.Tensor | None = None  # (classes,) or None
 
-    def cross_entropy(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Mean cross-entropy over positions whose target is not IGNORE, and their count.
+    @property
+    def plain(self) -> bool:
+        """Unweighted cross-entropy without smoothing: what a language model's own forward computes."""
+        return self.label_smoothing == 0.0 and self.class_weight is None
+
+    def cross_entropy(self, logits: torch.Tensor, targets: torch.Tensor,
+                      scored: int | None = None) -> tuple[torch.Tensor, int]:
+        """Mean cross-entropy over positions whose target is not IGNORE, and their count (`scored` if given).
 
         Works for next-token targets (B, T) with logits (B, T, V) and for labels (B,) with logits (B, K).
         With class weights the mean is weighted, as torch defines it.
@@ -31,7 +37,7 @@ class Objective:
         weight = None if self.class_weight is None else self.class_weight.to(flat.device, flat.dtype)
         loss = F.cross_entropy(flat, targets.reshape(-1), weight=weight, ignore_index=IGNORE,
                                label_smoothing=self.label_smoothing)
-        return loss, int((targets != IGNORE).sum())
+        return loss, scored if scored is not None else int((targets != IGNORE).sum())
 
     @staticmethod
     def mse(predictions: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
