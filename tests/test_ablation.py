@@ -63,7 +63,7 @@ def tiny_study(tmp_path_factory):
     raw = yaml.safe_load((PRODUCT_QA / "spec.yaml").read_text())
     raw.update({k: v for k, v in TINY.items() if k != "evaluate"})
     raw["evaluate"] = TINY["evaluate"]
-    raw["data"]["sources"] = [{**s, "path": str(PRODUCT_QA / s["path"])} for s in raw["data"]["sources"]]
+    raw["data"]["sources"] = [{**s, "rows": [str(PRODUCT_QA / r) for r in s["rows"]]} for s in raw["data"]["sources"]]
     path = root / "spec.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     spec = load_spec(path)

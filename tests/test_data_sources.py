@@ -153,6 +153,45 @@ def test_synthetic_templates_sample_and_tag(tmp_path):
         run(tmp_path, bad)
 
 
+def test_synthetic_templates_join_tables_hold_wordings_out_and_add_noise(tmp_path):
+    (tmp_path / "facts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        {"product": "D18", "attribute": "weight", "answer": "1.6 kg", "mentions": ["the D18", "Voltra D18"]},
+        {"product": "S2", "attribute": "weight", "answer": "2.9 kg", "mentions": ["the S2"]},
+        {"product": "S2", "attribute": "price", "answer": "$99", "mentions": ["the S2"]}]))
+    (tmp_path / "wordings.csv").write_text("attribute,frame\nweight,how heavy is {p}\nweight,what does {p} weigh\n"
+                                           "price,how much is {p}\nvoltage,how many volts is {p}\n")
+    source = """{type: synthetic, rows: [facts.jsonl, wordings.csv], values: {end: ["?", "? thanks", "!"]},
+       templates: {question: "{{ (frame | typo(0.5)) | replace('{p}', pick(mentions)) ~ end }}", answer: "{{ answer }}",
+                   bucket: "{{ bucket(frame, end) }}"}"""
+    spec = spec_for(tmp_path, f"""
+    - {source}, when: "bucket(frame, end) >= 40"}}
+    - {source}, when: "bucket(frame, end) < 40", split: test}}
+""", "{input: question, output: answer}", "  split: {train: 1, validation: 0, test: 0}\n  clean: []\n")
+    report, out = run(tmp_path, spec)
+    train, test = load_split(out, "train"), load_split(out, "test")
+    # the join: 3 facts x their attribute's wordings (2 + 2 + 1; voltage matches no fact) x 3 endings
+    assert report["generated"] == 15 == len(train) + len(test) and train and test
+    assert all(int(r["bucket"]) >= 40 for r in train) and all(int(r["bucket"]) < 40 for r in test)
+    typos = [r for r in train + test if not any(w in r["question"] for w in ("how heavy is", "what does", "how much is"))]
+    assert typos and all("the D18" in r["question"] or "Voltra D18" in r["question"] or "the S2" in r["question"]
+                         for r in train + test)   # a slip never touches the product's name
+    again = run(tmp_path, spec)[1]
+    assert load_split(again, "train") == train    # picks and slips are seeded
+
+    def fails(source_yaml: str, pattern: str) -> None:
+        with pytest.raises(TailorError, match=pattern):
+            run(tmp_path, spec_for(tmp_path, source_yaml))
+
+    fails("[{type: synthetic, model: smollm2-135m, seeds: [{q: 1}], count: 1, when: 'x'}]", "`when` selects template")
+    fails("[{type: synthetic, templates: {text: '{{ frame }}'}, rows: [facts.jsonl, wordings.csv], when: 'frame <'}]",
+          r"sources\[0\]\.when: line 1")
+    fails("[{type: synthetic, templates: {text: '{{ a }}'}, values: {a: [1]}, when: 'nothing > 1'}]",
+          r"sources\[0\]\.when: 'nothing' is undefined")
+    (tmp_path / "other.csv").write_text("attribute,colour\nsize,red\n")
+    fails("[{type: synthetic, templates: {text: '{{ colour }}'}, rows: [facts.jsonl, other.csv]}]",
+          r"sources\[0\]\.rows: the tables have no rows that agree on their shared fields")
+
+
 def test_synthetic_model_writes_examples_that_are_cleaned(tmp_path):
     """SmolLM2 writes two examples from seed examples; unusable generations are dropped and counted."""
     (tmp_path / "seeds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [

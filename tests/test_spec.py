@@ -37,8 +37,9 @@ def test_every_example_spec_parses():
     for path in specs:
         spec = load_spec(path)
         for source in spec.data.sources:
-            for p in source.paths:
-                assert Path(p).is_absolute()
+            tables = [source.rows] if isinstance(getattr(source, "rows", None), str) else getattr(source, "rows", None)
+            for p in getattr(source, "paths", None) or tables or []:
+                assert Path(p).is_absolute() and Path(p).exists(), (path, p)
 
 
 def test_unknown_key_names_line_path_and_suggestion():

@@ -102,8 +102,11 @@ class SyntheticSource(Strict):
     type: Literal["synthetic"]
     templates: dict[str, str] | None = Field(None, description="field -> Jinja template")
     values: dict[str, list[Any]] = Field(default_factory=dict, description="name -> values; every combination renders")
-    rows: str | None = Field(None, description="a JSONL/CSV table; each row (times each combination of `values`) "
-                                               "is one rendering context")
+    rows: str | list[str] | None = Field(None, description="a JSONL/CSV table, or several joined on their shared "
+                                                          "fields; each row (times each combination of `values`) is "
+                                                          "one rendering context")
+    when: str | None = Field(None, description="a Jinja expression; contexts where it is false are not rendered "
+                                               "(e.g. `bucket(frame, opening) < 15` holds wordings out)")
     model: str | None = Field(None, description="a preset (smollm2-135m), model folder or .gguf that writes examples")
     seeds: str | list[dict[str, Any]] | None = Field(None, description="seed examples (JSONL file or inline list)")
     instruction: str = Field("Write one new example in the same format, different from these.",
@@ -121,11 +124,15 @@ class SyntheticSource(Strict):
             raise ValueError("set `templates` (Jinja) or `model` (model-written examples), one of them")
         if self.model is not None and (not self.seeds or self.count is None):
             raise ValueError("a model source needs `seeds` (examples to imitate) and `count`")
+        if self.when is not None and self.templates is None:
+            raise ValueError("`when` selects template contexts: it needs `templates`")
         return self
 
     def resolve_paths(self, base: Path) -> None:
-        if self.rows:
+        if isinstance(self.rows, str):
             self.rows = _resolve(base, self.rows)
+        elif self.rows:
+            self.rows = [_resolve(base, r) for r in self.rows]
         if isinstance(self.seeds, str):
             self.seeds = _resolve(base, self.seeds)
         if self.model and (base / self.model).exists():

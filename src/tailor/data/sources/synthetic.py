@@ -4,6 +4,7 @@ the same cleaning as read data."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -26,36 +27,115 @@ def _table(path: str, key: str) -> list[dict]:
     return rows
 
 
-def _contexts(source: SyntheticSource, where: str) -> Iterator[dict]:
-    """Rendering contexts: every combination of a table's rows and the values (or a seeded sample of `count`)."""
-    rows = _table(source.rows, f"{where}.rows") if source.rows else [{}]
-    names = list(source.values)
-    axes = [rows] + [source.values[n] for n in names]
-    if source.count is None:
-        for row, *combo in itertools.product(*axes):
-            yield {**row, **dict(zip(names, combo))}
+def _rows(source: SyntheticSource, where: str) -> list[dict]:
+    """The rows table, or the natural join of several: every combination of rows that agree on shared fields."""
+    if not source.rows:
+        return [{}]
+    paths = [source.rows] if isinstance(source.rows, str) else source.rows
+    joined = _table(paths[0], f"{where}.rows")
+    for i, path in enumerate(paths[1:], 1):
+        table = _table(path, f"{where}.rows[{i}]")
+        shared = sorted(set(joined[0] if joined else {}) & set(table[0] if table else {}))
+        index: dict[tuple, list[dict]] = {}
+        for row in table:
+            index.setdefault(tuple(json.dumps(row.get(k), sort_keys=True) for k in shared), []).append(row)
+        joined = [{**left, **right} for left in joined
+                  for right in index.get(tuple(json.dumps(left.get(k), sort_keys=True) for k in shared), [])]
+    if not joined:
+        raise TailorError(f"{where}.rows: the tables have no rows" + (" that agree on their shared fields"
+                                                                      if len(paths) > 1 else ""))
+    return joined
+
+
+def _random_order(total: int, rng: random.Random) -> Iterator[int]:
+    """Every number below total once, in a seeded random order, without listing them all for large totals."""
+    if total <= 10_000_000:
+        yield from rng.sample(range(total), total)
         return
-    total = math.prod(map(len, axes))
-    for index in random.Random(source.seed).sample(range(total), min(source.count, total)):
+    seen: set[int] = set()
+    while len(seen) < total:
+        index = rng.randrange(total)
+        if index not in seen:
+            seen.add(index)
+            yield index
+
+
+def _contexts(source: SyntheticSource, where: str, keep=None) -> Iterator[dict]:
+    """Rendering contexts: every combination of the rows and the values that `keep` accepts, or a seeded
+    sample of `count` of them."""
+    names = list(source.values)
+    axes = [_rows(source, where)] + [source.values[n] for n in names]
+
+    def context(picks: list) -> dict:
+        row, *combo = picks
+        return {**row, **dict(zip(names, combo))}
+
+    if source.count is None:
+        for picks in itertools.product(*axes):
+            if keep is None or keep(context(list(picks))):
+                yield context(list(picks))
+        return
+    total, made = math.prod(map(len, axes)), 0
+    for index in _random_order(total, random.Random(source.seed)):
         picks = []
         for axis in reversed(axes):  # mixed-radix decode of the combination's number
             index, k = divmod(index, len(axis))
             picks.append(axis[k])
-        row, *combo = reversed(picks)
-        yield {**row, **dict(zip(names, combo))}
+        ctx = context(picks[::-1])
+        if keep is None or keep(ctx):
+            yield ctx
+            made += 1
+            if made == source.count:
+                return
+
+
+def bucket(*parts) -> int:
+    """A stable number in 0..99 for a combination of values: holds a share of them out the same way every time."""
+    return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest(), 16) % 100
+
+
+def typo(text: str, rate: float, rng: random.Random) -> str:
+    """With probability `rate`, one slip in a word of plain letters (longer than 3): swap, drop or double a letter."""
+    if rng.random() >= rate:
+        return text
+    parts = text.split(" ")
+    words = [i for i, w in enumerate(parts) if len(w) > 3 and w.isalpha()]
+    if not words:
+        return text
+    i = rng.choice(words)
+    w, j = parts[i], rng.randrange(1, len(parts[i]) - 1)
+    parts[i] = rng.choice([w[:j] + w[j + 1] + w[j] + w[j + 2:], w[:j] + w[j + 1:], w[:j] + w[j] + w[j:]])
+    return " ".join(parts)
 
 
 def render_templates(source: SyntheticSource, where: str) -> Iterator[tuple[str, dict]]:
-    """(where#n, record) for each rendering of the templates."""
+    """(where#n, record) for each rendering of the templates.
+
+    Templates may call `pick(list)` (a seeded choice), `bucket(a, b, ...)` (a stable 0..99) and the
+    filter `typo(rate)`; the same seed renders the same records.
+    """
     import jinja2
     from jinja2.sandbox import SandboxedEnvironment
 
     env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+    rng = random.Random()
+    env.globals.update(pick=lambda seq: rng.choice(list(seq)), bucket=bucket)
+    env.filters["typo"] = lambda text, rate=0.1: typo(str(text), float(rate), rng)
     try:
         templates = {field: env.from_string(text) for field, text in (source.templates or {}).items()}
+        when = env.compile_expression(source.when) if source.when else None
     except jinja2.TemplateSyntaxError as e:
-        raise TailorError(f"{where}.templates: line {e.lineno}: {e.message}") from None
-    for n, context in enumerate(_contexts(source, where), 1):
+        name = "when" if source.when and e.source == source.when else "templates"
+        raise TailorError(f"{where}.{name}: line {e.lineno}: {e.message}") from None
+
+    def keep(context: dict) -> bool:
+        try:
+            return bool(when(**context))
+        except jinja2.UndefinedError as e:
+            raise TailorError(f"{where}.when: {e.message} (values: {', '.join(context) or 'none'})") from None
+
+    for n, context in enumerate(_contexts(source, where, keep if when else None), 1):
+        rng.seed(f"{source.seed}:{n}")
         try:
             record = {field: t.render(**context).strip() for field, t in templates.items()}
         except jinja2.UndefinedError as e:
@@ -127,6 +207,8 @@ def generate_with_model(source: SyntheticSource, fields: list[str], where: str) 
 
 def synthetic_files(source: SyntheticSource, where: str) -> list[Path]:
     """Files a synthetic source reads (for the stage's content hash)."""
-    keys = {"rows": source.rows, "seeds": source.seeds if isinstance(source.seeds, str) else None,
+    rows = [source.rows] if isinstance(source.rows, str) else source.rows or []
+    keys = {"seeds": source.seeds if isinstance(source.seeds, str) else None,
             "model": source.model if source.model and Path(source.model).is_file() else None}
-    return [p for k, v in keys.items() if v for p in expand([v], f"{where}.{k}")]
+    return ([p for r in rows for p in expand([r], f"{where}.rows")]
+            + [p for k, v in keys.items() if v for p in expand([v], f"{where}.{k}")])
