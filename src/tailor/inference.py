@@ -1,4 +1,4 @@
-"""Using a trained model: find it, load it with its tokenizer, and complete prompts."""
+"""Using a trained model: find it, read prompts the way it was trained, and complete them."""
 
 from __future__ import annotations
 
@@ -23,6 +23,55 @@ def resolve_model_dir(path: str | Path) -> Path:
                       "(config.json + tokenizer.json)")
 
 
+def model_card(folder: Path) -> dict | None:
+    """What the train stage recorded about a model's input format (config.json's `tailor`), if anything."""
+    return json.loads((Path(folder) / "config.json").read_text()).get("tailor")
+
+
+class PromptFormat:
+    """How a Tailor-trained model reads a prompt and writes an answer: its model card and tokenizer.
+
+    A question/answer model reads the input as it was trained (followed by the separator, or as
+    the user's turn of its chat template) and its answer is trimmed; a corpus model continues text.
+    `tailor generate`, the evaluate stage and the server all format prompts here.
+    """
+
+    def __init__(self, folder: Path):
+        from tailor.tokenizer import Codec
+
+        self.folder = Path(folder)
+        self.card = model_card(self.folder) or {"format": "text"}
+        self.codec = Codec.load(self.folder)
+        self.eos_ids = {self.codec.eos_id}
+        self.pad_id = self.codec.pad_id
+        self.name = self.card.get("name", self.folder.name)
+
+    @property
+    def pairs(self) -> bool:
+        return self.card.get("format") == "pairs"
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """The ids the model continues; an empty text prompt starts from end-of-text, as GPT-2 does."""
+        return self.codec.prompt(text) if self.pairs else (self.codec.encode(text) or [self.codec.eos_id])
+
+    def encode_chat(self, messages: list[dict]) -> list[int]:
+        """A question/answer model answers the last user message; a corpus model continues a transcript."""
+        if self.pairs:
+            users = [m["content"] for m in messages if m["role"] == "user"]
+            if not users:
+                raise TailorError("messages: a chat needs at least one message with role 'user'")
+            return self.codec.prompt(users[-1])
+        text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+        return self.codec.encode(text)
+
+    def decode(self, ids: list[int]) -> str:
+        text = self.codec.decode(ids)
+        return text.strip() if self.pairs else text
+
+    def tokens_of(self, text: str) -> list[int]:
+        return self.codec.encode(text)
+
+
 @dataclass
 class Completion:
     text: str
@@ -37,16 +86,15 @@ class Generator:
 
     def __init__(self, path: str | Path, device: str = "cpu"):
         from tailor.models import load_model
-        from tailor.tokenizer import Codec
 
         self.folder = resolve_model_dir(path)
-        self.card = json.loads((self.folder / "config.json").read_text()).get("tailor", {"format": "text"})
+        self.format = PromptFormat(self.folder)
+        self.card, self.codec = self.format.card, self.format.codec
         self.model = load_model(self.folder, device).eval()
-        self.codec = Codec.load(self.folder)
         self.device = device
 
     def encode_prompt(self, prompt: str) -> list[int]:
-        return self.codec.prompt(prompt) if self.card.get("format") == "pairs" else self.codec.encode(prompt)
+        return self.format.encode_prompt(prompt)
 
     @torch.no_grad()
     def complete(self, prompt: str, max_new_tokens: int = 32, temperature: float = 0.0, top_p: float = 1.0,
@@ -60,11 +108,10 @@ class Generator:
             raise TailorError(f"the prompt is {len(ids)} tokens; this model reads at most {limit - 1}")
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         out = generate_ids(self.model, torch.tensor([ids], device=self.device), max_new_tokens, temperature, top_p,
-                           stop_ids={self.codec.eos_id}, generator=generator)[0, len(ids):].tolist()
-        finish = "stop" if out and out[-1] == self.codec.eos_id else "length"
-        text = self.codec.decode(out)
+                           stop_ids=self.format.eos_ids, generator=generator)[0, len(ids):].tolist()
+        finish = "stop" if out and out[-1] in self.format.eos_ids else "length"
+        text = self.format.decode(out)
         for s in stop or []:
             if s and s in text:
                 text, finish = text[: text.index(s)], "stop"
-        return Completion(text.strip() if self.card.get("format") == "pairs" else text, len(ids), len(out), finish,
-                          time.perf_counter() - start)
+        return Completion(text, len(ids), len(out), finish, time.perf_counter() - start)

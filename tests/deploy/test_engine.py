@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from tailor.deploy.backends import KVState, merge_states, select_rows
+from tailor.deploy.backends import KVState
 from tailor.deploy.engine import Engine, GenRequest
 from tailor.models.transformer import Transformer, TransformerConfig
 
@@ -20,6 +20,7 @@ class ModelBackend:
         from tailor.deploy.backends import TailorBackend
 
         self.model, self.device, self.block_size, self.eos_ids, self.pad_id = model, "cpu", model.config.block_size, {eos}, 0
+        self.generates = True
         self.prefill = TailorBackend.prefill.__get__(self)
         self.step = TailorBackend.step.__get__(self)
 
@@ -57,10 +58,10 @@ def test_merge_and_select_keep_rows_right_aligned():
         kv = [[torch.arange(len(lengths) * width, dtype=torch.float).view(len(lengths), 1, width, 1)] * 2]
         return KVState(kv, mask, torch.tensor(lengths))
 
-    merged = merge_states(state([2, 3], 3), state([5], 5))
+    merged = state([2, 3], 3).merge(state([5], 5))
     assert merged.mask.tolist() == [[False, False, False, True, True], [False, False, True, True, True], [True] * 5]
     assert merged.kv[0][0][0, 0, :, 0].tolist() == [0, 0, 0, 1, 2]
-    kept = select_rows(merged, [0, 1])
+    kept = merged.select([0, 1])
     assert kept.mask.shape == (2, 3) and kept.pos.tolist() == [2, 3]  # the all-padding columns are trimmed
 
 
@@ -102,5 +103,5 @@ def test_an_empty_prompt_starts_from_end_of_text(finished_run):
 
     _, run_dir = finished_run
     backend = TailorBackend(run_dir / "train" / "model")
-    backend.card = {**backend.card, "format": "text"}
-    assert backend.encode_prompt("") == [backend.codec.eos_id]
+    backend.format.card = {**backend.format.card, "format": "text"}
+    assert backend.format.encode_prompt("") == [backend.format.codec.eos_id]

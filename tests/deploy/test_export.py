@@ -46,7 +46,7 @@ def test_hf_export_generates_exactly_what_the_server_generates(finished_run, tmp
     assert json.loads(res.stdout)["architecture"] == ("LlamaForCausalLM" if arch else "GPT2LMHeadModel")
     hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", use_safetensors=True).eval()
     ours = TailorBackend(folder)
-    prompts = [ours.encode_prompt(p) for p in PROMPTS]
+    prompts = [ours.format.encode_prompt(p) for p in PROMPTS]
     served = engine_outputs(ours, prompts, 24)
     for ids, out in zip(prompts, served):
         reference = hf.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
@@ -154,11 +154,11 @@ def test_smollm2_chat_through_the_engine_equals_transformers_generate(smollm2_fo
     backend = HFBackend(smollm2_folder)
     chats = [[{"role": "user", "content": "What is the capital of France?"}],
              [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]]
-    prompts = [backend.encode_chat(c) for c in chats]
-    assert backend.tokenizer.decode(prompts[0]).startswith("<|im_start|>")  # the model's own chat template
+    prompts = [backend.format.encode_chat(c) for c in chats]
+    assert backend.format.tokenizer.decode(prompts[0]).startswith("<|im_start|>")  # the model's own chat template
     served = engine_outputs(backend, prompts, 8)
     for ids, out in zip(prompts, served):
         reference = backend.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
                                            max_new_tokens=8, do_sample=False)[0, len(ids):].tolist()
         assert out == reference
-    assert "Paris" in backend.decode(served[0])
+    assert "Paris" in backend.format.decode(served[0])

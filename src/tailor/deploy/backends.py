@@ -1,8 +1,15 @@
-"""The model side of batched decoding: prefill a padded batch, step it with a key/value cache, and
-drop or add rows between steps. One backend for our Transformer, one for a transformers causal LM.
+"""The model side of batched decoding: prefill a batch of prompts, step it one token at a time, and
+drop or add rows between steps. One backend per family: our Transformer and a transformers causal
+LM (a key/value cache), our recurrent networks (a recurrent state); task-head models classify
+(tailor.deploy.classifier).
 
-A batch's cache is left-padded: each row's real tokens are contiguous at the right end, `mask`
-marks them, and `pos` holds each row's next position, so rows of different lengths share steps.
+Every backend has a `name`, `block_size`, `eos_ids`, `generates`, a `format` (the text side:
+`encode_prompt`, `encode_chat`, `decode`, `tokens_of`; a Tailor-trained model's PromptFormat, else
+its own HF tokenizer) and `prefill(rows) -> (state, logits)`, `step(state, next_ids) -> logits`,
+where a state can `merge` with another and `select` rows.
+
+A transformer batch's cache is left-padded: each row's real tokens are contiguous at the right end,
+`mask` marks them, and `pos` holds each row's next position, so rows of different lengths share steps.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from pathlib import Path
 import torch
 
 from tailor.errors import TailorError
+from tailor.inference import PromptFormat, model_card
 
 
 @dataclass
@@ -29,6 +37,47 @@ class KVState:
     def rows(self) -> int:
         return self.mask.shape[0]
 
+    def select(self, keep: list[int]) -> KVState:
+        """The rows `keep`, with the columns that are padding in every kept row trimmed."""
+        index = torch.tensor(keep, device=self.mask.device)
+        mask = self.mask[index]
+        start = int(mask.any(dim=0).float().argmax())  # first column some kept row uses
+        kv = [[t[index][:, :, start:] for t in layer] for layer in self.kv]
+        return KVState(kv, mask[:, start:], self.pos[index])
+
+    def merge(self, other: KVState) -> KVState:
+        """One batch from two, the shorter cache padded on the left so that real tokens stay right-aligned."""
+        width = max(self.mask.shape[1], other.mask.shape[1])
+
+        def pad(t: torch.Tensor, dim: int) -> torch.Tensor:
+            missing = width - t.shape[dim]
+            if missing == 0:
+                return t
+            shape = list(t.shape)
+            shape[dim] = missing
+            return torch.cat([torch.zeros(shape, dtype=t.dtype, device=t.device), t], dim=dim)
+
+        kv = [[torch.cat([pad(x, 2), pad(y, 2)]) for x, y in zip(la, lb)] for la, lb in zip(self.kv, other.kv)]
+        return KVState(kv, torch.cat([pad(self.mask, 1), pad(other.mask, 1)]), torch.cat([self.pos, other.pos]))
+
+
+@dataclass
+class RecurrentState:
+    """A recurrent network's state per row: (layers, B, hidden) tensors, h (RNN, GRU) or h and c (LSTM)."""
+
+    tensors: tuple[torch.Tensor, ...]
+
+    @property
+    def rows(self) -> int:
+        return self.tensors[0].shape[1]
+
+    def select(self, keep: list[int]) -> RecurrentState:
+        index = torch.tensor(keep, device=self.tensors[0].device)
+        return RecurrentState(tuple(t[:, index] for t in self.tensors))
+
+    def merge(self, other: RecurrentState) -> RecurrentState:
+        return RecurrentState(tuple(torch.cat([a, b], dim=1) for a, b in zip(self.tensors, other.tensors)))
+
 
 def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(r) for r in rows)
@@ -37,74 +86,20 @@ def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
     return ids, mask
 
 
-def select_rows(state: KVState, keep: list[int]) -> KVState:
-    """The rows `keep` of a batch, with the columns that are padding in every kept row trimmed."""
-    index = torch.tensor(keep, device=state.mask.device)
-    mask = state.mask[index]
-    start = int(mask.any(dim=0).float().argmax())  # first column some kept row uses
-    kv = [[t[index][:, :, start:] for t in layer] for layer in state.kv]
-    return KVState(kv, mask[:, start:], state.pos[index])
-
-
-def merge_states(a: KVState, b: KVState) -> KVState:
-    """One batch from two, the shorter cache padded on the left so that real tokens stay right-aligned."""
-    width = max(a.mask.shape[1], b.mask.shape[1])
-
-    def pad(t: torch.Tensor, dim: int) -> torch.Tensor:
-        missing = width - t.shape[dim]
-        if missing == 0:
-            return t
-        shape = list(t.shape)
-        shape[dim] = missing
-        return torch.cat([torch.zeros(shape, dtype=t.dtype, device=t.device), t], dim=dim)
-
-    kv = [[torch.cat([pad(x, 2), pad(y, 2)]) for x, y in zip(la, lb)] for la, lb in zip(a.kv, b.kv)]
-    return KVState(kv, torch.cat([pad(a.mask, 1), pad(b.mask, 1)]), torch.cat([a.pos, b.pos]))
-
-
 class TailorBackend:
     """Our Transformer (a Tailor model folder) with its tokenizer and the prompt format it was trained on."""
 
-    kind = "tailor"
+    kind, generates = "tailor", True
 
     def __init__(self, folder: Path, device: str = "cpu"):
         from tailor.models import load_model
-        from tailor.tokenizer import Codec
 
         self.folder = Path(folder)
-        self.card = json.loads((self.folder / "config.json").read_text()).get("tailor", {"format": "text"})
+        self.format = PromptFormat(self.folder)
         self.model = load_model(self.folder, device).eval()
-        self.codec = Codec.load(self.folder)
         self.device = device
         self.block_size = self.model.config.block_size
-        self.eos_ids = {self.codec.eos_id}
-        self.pad_id = self.codec.pad_id
-        self.name = self.card.get("name", self.folder.name)
-
-    @property
-    def pairs(self) -> bool:
-        return self.card.get("format") == "pairs"
-
-    def encode_prompt(self, text: str) -> list[int]:
-        """The ids the model continues; an empty text prompt starts from end-of-text, as GPT-2 does."""
-        return self.codec.prompt(text) if self.pairs else (self.codec.encode(text) or [self.codec.eos_id])
-
-    def encode_chat(self, messages: list[dict]) -> list[int]:
-        """A question/answer model answers the last user message; a corpus model continues a transcript."""
-        if self.pairs:
-            users = [m["content"] for m in messages if m["role"] == "user"]
-            if not users:
-                raise TailorError("messages: a chat needs at least one message with role 'user'")
-            return self.codec.prompt(users[-1])
-        text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
-        return self.codec.encode(text)
-
-    def decode(self, ids: list[int]) -> str:
-        text = self.codec.decode(ids)
-        return text.strip() if self.pairs else text
-
-    def tokens_of(self, text: str) -> list[int]:
-        return self.codec.encode(text)
+        self.eos_ids, self.pad_id, self.name = self.format.eos_ids, self.format.pad_id, self.format.name
 
     @torch.no_grad()
     def prefill(self, rows: list[list[int]]) -> tuple[KVState, torch.Tensor]:
@@ -128,29 +123,58 @@ class TailorBackend:
         return logits[:, -1, :]
 
 
-class HFBackend:
-    """A transformers causal LM folder (safetensors only) with its tokenizer and chat template."""
+class RecurrentBackend:
+    """Our RNN/LSTM/GRU language model: prompts of any lengths read at once (packed), then one token per row a step.
 
-    kind = "hf"
+    Its limits are those `tailor generate` applies: prompt and answer within the training window.
+    """
+
+    kind, generates = "recurrent", True
 
     def __init__(self, folder: Path, device: str = "cpu"):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from tailor.models import load_model
+
+        self.folder = Path(folder)
+        self.format = PromptFormat(self.folder)
+        self.model = load_model(self.folder, device).eval()
+        self.device = device
+        self.block_size = self.model.config.block_size
+        self.eos_ids, self.pad_id, self.name = self.format.eos_ids, self.format.pad_id, self.format.name
+        self._lstm = self.model.config.cell == "lstm"
+
+    def _model_state(self, state: RecurrentState):
+        return state.tensors if self._lstm else state.tensors[0]
+
+    def _state(self, raw) -> RecurrentState:
+        return RecurrentState(tuple(raw) if self._lstm else (raw,))
+
+    @torch.no_grad()
+    def prefill(self, rows: list[list[int]]) -> tuple[RecurrentState, torch.Tensor]:
+        lengths = torch.tensor([len(r) for r in rows])
+        ids = torch.tensor([r + [self.pad_id] * (int(lengths.max()) - len(r)) for r in rows], device=self.device)
+        logits, raw = self.model.prefill(ids, lengths)
+        return self._state(raw), logits
+
+    @torch.no_grad()
+    def step(self, state: RecurrentState, next_ids: torch.Tensor) -> torch.Tensor:
+        logits, raw = self.model.step(next_ids[:, None].to(self.device), self._model_state(state))
+        state.tensors = self._state(raw).tensors
+        return logits[:, -1, :]
+
+
+class HFTokenizerFormat:
+    """The text side of a transformers model folder Tailor did not train: its own tokenizer and chat template."""
+
+    def __init__(self, folder: Path, model):
+        from transformers import AutoTokenizer
 
         self.folder = Path(folder)
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
-        self.model = AutoModelForCausalLM.from_pretrained(self.folder, use_safetensors=True,
-                                                          dtype=torch.float32).to(device).eval()
-        self.device = device
-        cfg = self.model.config
-        self.block_size = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 2048)
-        eos = self.model.generation_config.eos_token_id
+        eos = model.generation_config.eos_token_id
         eos = eos if eos is not None else self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.name = self.folder.name
-        params = inspect.signature(self.model.forward).parameters
-        self._cache_arg = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5
-        self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
     def encode_prompt(self, text: str) -> list[int]:
         ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
@@ -168,6 +192,34 @@ class HFBackend:
 
     def tokens_of(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+class HFBackend:
+    """A transformers causal LM folder (safetensors only).
+
+    Fine-tuned by Tailor (its config carries the model card), it reads prompts as it was trained,
+    through the chat template where its tokenizer has one, exactly as `tailor generate` does;
+    any other folder uses its own tokenizer and chat template.
+    """
+
+    kind, generates = "hf", True
+
+    def __init__(self, folder: Path, device: str = "cpu"):
+        from transformers import AutoModelForCausalLM
+
+        from tailor.models.pretrained import context_of, quiet_transformers
+
+        quiet_transformers()
+        self.folder = Path(folder)
+        self.model = AutoModelForCausalLM.from_pretrained(self.folder, use_safetensors=True,
+                                                          dtype=torch.float32).to(device).eval()
+        self.device = device
+        self.format = PromptFormat(self.folder) if model_card(self.folder) else HFTokenizerFormat(self.folder, self.model)
+        self.block_size = context_of(self.model)
+        self.eos_ids, self.pad_id, self.name = self.format.eos_ids, self.format.pad_id, self.format.name
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5
+        self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
                  kv: list[list[torch.Tensor]] | None) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
@@ -204,12 +256,21 @@ def refuse_pickles(folder: Path) -> None:
 
 
 def load_backend(folder: Path, device: str = "cpu"):
-    """The backend for a model folder: a Tailor transformer, or a transformers causal LM."""
-    from tailor.models import MODEL_TYPE
+    """The backend for any model folder a run produces: a language model of each family, or a task head."""
+    from tailor.models import FAMILIES, MODEL_TYPE
+    from tailor.models.pretrained import head_from_config
 
     folder = Path(folder)
     refuse_pickles(folder)
     config = json.loads((folder / "config.json").read_text())
+    ours = config.get("model_type") in FAMILIES
+    head = config.get("head", "causal_lm") if ours else head_from_config(config)
+    if head != "causal_lm":
+        from tailor.deploy.classifier import ClassifierBackend
+
+        return ClassifierBackend(folder, device)
     if config.get("model_type") == MODEL_TYPE:
         return TailorBackend(folder, device)
+    if config.get("model_type") == "tailor-recurrent":
+        return RecurrentBackend(folder, device)
     return HFBackend(folder, device)

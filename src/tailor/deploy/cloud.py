@@ -6,7 +6,8 @@
 
 The platform authenticates its callers and reaches the container on its own network, so these
 routes take no API key; they exist only when `serve.platform` names the platform. Every body is
-`{"instances" | "inputs": prompt(s), "parameters": {...}}` and every answer lists one text a prompt.
+`{"instances" | "inputs": prompt(s), "parameters": {...}}` and every answer lists one text a prompt
+(a task-head model: one classification an input, as /v1/classify gives it).
 """
 
 from __future__ import annotations
@@ -74,7 +75,10 @@ def add_platform_routes(app: FastAPI, state, platform: str, run_one) -> None:
     async def invoke(body: Invocation) -> dict:
         prompts = body.prompts()
         backend, p = state.host.engine.backend, body.parameters
-        encoded = [backend.encode_prompt(text) for text in prompts]
+        if not backend.generates:  # a task-head model: one classification per input
+            items, version, _ = await state.classify(prompts, 1)
+            return {"predictions": items, "model_version": version}
+        encoded = [backend.format.encode_prompt(text) for text in prompts]
         limits = [state.check_lengths(ids, p.max_new_tokens) for ids in encoded]
         for text in prompts:
             state.observe(text)

@@ -93,8 +93,12 @@ def reference_texts(run_or_model: str | Path, limit: int = 2000) -> list[str] | 
             card = json.loads((model_dir / "config.json").read_text()).get("tailor", {})
             fields = card.get("fields") or {}
             column = fields.get("input") or fields.get("text") or "text"
+            from tailor.train.label_batches import as_list
+
             texts = [r.get(column) for r in load_split(run_dir / "data", "train")[:limit]]
-            return [str(t) for t in texts if t is not None] or None
+            words = [as_list(t) for t in texts]  # token-label inputs are lists of words: served as one text
+            return [" ".join(map(str, w)) if w is not None else str(t) for t, w in zip(texts, words) if t is not None] \
+                or None
     return None
 
 

@@ -3,7 +3,8 @@
 Requests wait in a bounded queue (a full queue refuses at once; the server answers 429). Each step
 the engine prefills the newly admitted requests as one padded batch, steps the running ones by one
 token, merges the two, and drops the rows that finished. Tokens go back through each request's own
-callback as they are made, so streaming and time-to-first-token need nothing more.
+callback as they are made, so streaming and time-to-first-token need nothing more. A backend that
+does not generate (a task head) answers each admitted batch with one forward pass instead.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from tailor.deploy.backends import KVState, merge_states, select_rows
 from tailor.models.transformer import sample_next
 
 MIN_TEMPERATURE = 1e-4  # below this, dividing logits by the temperature overflows: decode greedily
@@ -24,7 +24,8 @@ MIN_TEMPERATURE = 1e-4  # below this, dividing logits by the temperature overflo
 
 @dataclass
 class GenRequest:
-    """One prompt to continue. `emit(kind, value)` receives ('token', id) then ('done', reason) or ('error', msg)."""
+    """One prompt to continue (or input to classify). `emit(kind, value)` receives ('token', id) or
+    ('output', per-row logits), then ('done', reason) or ('error', msg)."""
 
     ids: list[int]
     max_new_tokens: int
@@ -46,7 +47,7 @@ class Engine:
         self._waiting: collections.deque[GenRequest] = collections.deque()
         self._cond = threading.Condition()
         self._running: list[GenRequest] = []
-        self._state: KVState | None = None
+        self._state = None  # the running rows' cache or recurrent state (a backend's state type)
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=f"engine-{version or 'model'}", daemon=True)
         self._thread.start()
@@ -110,13 +111,16 @@ class Engine:
                 self._running, self._state = [], None
 
     def _step(self, new: list[GenRequest]) -> None:
+        if not self.backend.generates:
+            self._classify(new)
+            return
         parts = []
         if self._running:
             last = torch.tensor([r.out[-1] for r in self._running])
             parts.append(self.backend.step(self._state, last))
         if new:
             state, logits = self.backend.prefill([r.ids for r in new])
-            self._state = state if self._state is None else merge_states(self._state, state)
+            self._state = state if self._state is None else self._state.merge(state)
             self._running += new
             parts.append(logits)
         logits = torch.cat(parts) if len(parts) > 1 else parts[0]
@@ -132,7 +136,12 @@ class Engine:
                 keep.append(i)
         if len(keep) < len(self._running):
             self._running = [self._running[i] for i in keep]
-            self._state = select_rows(self._state, keep) if keep else None
+            self._state = self._state.select(keep) if keep else None
+
+    def _classify(self, new: list[GenRequest]) -> None:
+        for req, output in zip(new, self.backend.classify([r.ids for r in new])):
+            req.emit("output", output)
+            req.emit("done", "stop")
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
         """Greedy rows by one argmax; each sampling row with its own seeded generator."""

@@ -1,4 +1,4 @@
-"""From the engine's tokens to text for one HTTP request: stop strings, streaming deltas, timeouts.
+"""From the engine to one HTTP request: stop strings, streaming deltas, timeouts; a classification.
 
 The engine thread hands tokens to the request's asyncio queue; this side turns the growing token
 list into text, cuts it at the first stop string (and stops the row), and holds back what might
@@ -42,6 +42,19 @@ class Result:
     version: str = ""
 
 
+async def _submit(host, req: GenRequest):
+    """Queue `req` on the current engine (Busy when it is full); returns the engine that took it."""
+    for _ in range(10):  # a swap in progress: the old engine stopped taking requests, the new one takes them
+        engine = host.engine
+        status = engine.submit(req)
+        if status != "stopped":
+            break
+        await asyncio.sleep(0.01)
+    if status != "ok":
+        raise Busy
+    return engine
+
+
 async def generate(host, ids: list[int], params: Params, timeout: float, result: Result,
                    stream: bool = True) -> AsyncIterator[str]:
     """Yield text deltas as the model makes them (stream=False: only at the end); `result` holds the totals."""
@@ -56,15 +69,7 @@ async def generate(host, ids: list[int], params: Params, timeout: float, result:
             loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
 
     req = GenRequest(ids, params.max_tokens, emit, params.temperature, params.top_p, params.seed)
-    for _ in range(10):  # a swap in progress: the old engine stopped taking requests, the new one takes them
-        engine = host.engine
-        status = engine.submit(req)
-        if status != "stopped":
-            break
-        await asyncio.sleep(0.01)
-    if status != "ok":
-        raise Busy
-    backend = engine.backend
+    backend = (await _submit(host, req)).backend
     result.prompt_tokens, result.version = len(ids), host.current.version
     holdback = max((len(s) for s in stops), default=1) - 1  # text that may still become a stop string
     emitted = 0
@@ -81,7 +86,7 @@ async def generate(host, ids: list[int], params: Params, timeout: float, result:
                 result.first_token_s = time.perf_counter() - start
                 if not every_token:
                     continue
-            text = backend.decode(req.out)
+            text = backend.format.decode(req.out)
             cut = [text.index(s) for s in stops if s in text]
             if cut:
                 req.cancelled = True
@@ -110,3 +115,24 @@ async def complete(host, ids: list[int], params: Params, timeout: float) -> Resu
     async for _ in generate(host, ids, params, timeout, result, stream=False):
         pass
     return result
+
+
+async def classify(host, ids: list[int], timeout: float):
+    """(logits, model version) of one input to a task-head model, batched with other requests by the engine."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future = loop.create_future()
+
+    def emit(kind: str, value) -> None:  # runs in the engine thread
+        if kind in ("output", "error"):
+            loop.call_soon_threadsafe(lambda: answer.done() or answer.set_result((kind, value)))
+
+    req = GenRequest(ids, 0, emit)
+    engine = await _submit(host, req)
+    try:
+        kind, value = await asyncio.wait_for(answer, timeout)
+    except TimeoutError:
+        req.cancelled = True  # dropped when the engine reaches it
+        raise TimedOut from None
+    if kind == "error":
+        raise RuntimeError(str(value))
+    return value, engine.version

@@ -33,6 +33,8 @@ class Metrics:
         self.ttft = Histogram("tailor_time_to_first_token_seconds", "Time from arrival to the first token",
                               buckets=LATENCY_BUCKETS, registry=r)
         self.tokens = Counter("tailor_generated_tokens", "Tokens generated", registry=r)
+        self.predictions = Counter("tailor_predicted_labels", "Labels given by /v1/classify (per word for token labels)",
+                                   ["label"], registry=r)
         self.tokens_per_second = Gauge("tailor_tokens_per_second", "Tokens generated per second over the last 10 s",
                                        registry=r)
         self.queue_depth = Gauge("tailor_queue_depth", "Requests waiting for a batch slot", registry=r)

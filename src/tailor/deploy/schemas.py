@@ -65,6 +65,26 @@ class ChatRequest(_Sampling):
         return self.max_completion_tokens or self.max_tokens
 
 
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    input: str | list[str] = Field(description="a text, or a list of 1 to 64 texts (token labels: words split on "
+                                               "whitespace)")
+    top_k: int = Field(1, ge=1, le=100, description="labels listed per text (per word for token labels), most "
+                                                    "probable first")
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+    @model_validator(mode="after")
+    def _some(self):
+        if isinstance(self.input, list) and not 1 <= len(self.input) <= 64:
+            raise ValueError("input: a list of 1 to 64 texts")
+        return self
+
+
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

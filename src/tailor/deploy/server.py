@@ -1,4 +1,5 @@
-"""The HTTP server: OpenAI-compatible routes over the batching engine, API keys, limits, metrics, feedback.
+"""The HTTP server: OpenAI-compatible routes and /v1/classify over the batching engine, API keys, limits,
+metrics, feedback.
 
 Every route except /health and /ready needs an API key (`Authorization: Bearer ...`); /metrics
 needs the admin scope. State (keys, feedback, registry) lives in one folder, `--home`.
@@ -23,11 +24,11 @@ from starlette.exceptions import HTTPException
 
 from tailor.deploy.auth import KeyInfo, KeyStore
 from tailor.deploy.feedback import FeedbackStore
-from tailor.deploy.generation import Busy, Params, Result, TimedOut, complete, generate
+from tailor.deploy.generation import Busy, Params, Result, TimedOut, classify, complete, generate
 from tailor.deploy.host import ModelHost
 from tailor.deploy.limits import BodyLimit, RateLimiter
 from tailor.deploy.monitor import Alerter, Metrics, RequestWindow
-from tailor.deploy.schemas import ChatRequest, CompletionRequest, FeedbackRequest
+from tailor.deploy.schemas import ChatRequest, ClassifyRequest, CompletionRequest, FeedbackRequest
 from tailor.errors import TailorError
 from tailor.spec.deploy import Monitor, Serve
 
@@ -62,7 +63,7 @@ class App:
         if not texts:
             log.warning("no training inputs found beside the model: input drift is not measured")
             return None
-        return DriftMonitor(texts, self.host.engine.backend.tokens_of, monitor.drift_window)
+        return DriftMonitor(texts, self.host.engine.backend.format.tokens_of, monitor.drift_window)
 
     def remember(self, request_id: str, prompt: str) -> None:
         self.recent[request_id] = prompt
@@ -98,6 +99,47 @@ class App:
             raise HTTPException(422, f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) is more than the "
                                      f"{max_total} tokens allowed; ask for at most {max_total - len(ids)} new tokens")
         return max_tokens
+
+    def check_input(self, n_tokens: int) -> None:
+        """422 (HTTPException) when an input to classify is longer than the limits and the model allow."""
+        block = self.host.engine.backend.block_size
+        limit = min(self.limits.max_input_tokens or block, self.limits.max_total_tokens or block, block)
+        if n_tokens > limit:
+            raise HTTPException(422, f"the input is {n_tokens} tokens; at most {limit} are allowed")
+
+    def generator(self):
+        """The backend, when it generates text (400 for a task-head model)."""
+        backend = self.host.engine.backend
+        if not backend.generates:
+            raise HTTPException(400, f"{backend.name} predicts {backend.output} outputs and does not generate text; "
+                                     "use /v1/classify")
+        return backend
+
+    async def classify(self, texts: list[str], top_k: int) -> tuple[list[dict], str, int]:
+        """(one answer per text, the model version that gave them, input tokens), batched by the engine."""
+        backend = self.host.engine.backend
+        if backend.generates:
+            raise HTTPException(400, f"{backend.name} generates text; /v1/classify serves label, token-label and "
+                                     "score models: use /v1/completions or /v1/chat/completions")
+        encoded = [backend.encode(t) for t in texts]
+        for e in encoded:
+            self.check_input(len(e.ids))
+        for t in texts:
+            self.observe(t)
+        try:
+            answers = await asyncio.gather(*(classify(self.host, e.ids, self.limits.timeout) for e in encoded))
+        except Busy:
+            raise HTTPException(429, "the server is at capacity; retry shortly", headers={"Retry-After": "1"}) from None
+        except TimedOut:
+            raise HTTPException(504, f"no answer within {self.limits.timeout:g}s") from None
+        items = [engine.backend.describe(e, logits, top_k) for e, (logits, engine) in zip(encoded, answers)]
+        for item in items:
+            for label in [item.get("label")] + [w["label"] for w in item.get("words", [])]:
+                if label is not None:
+                    self.metrics.predictions.labels(label=label).inc()
+        if self.serve.log_prompts:
+            log.info("answers: %r", items)
+        return items, answers[0][1].version, sum(len(e.ids) for e in encoded)
 
     def observe(self, prompt: str) -> None:
         if self.drift is not None:
@@ -215,8 +257,8 @@ def create_app(source: str | Path, serve: Serve | None = None, monitor: Monitor 
 
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest, key: KeyInfo = _scope("infer")):
-        backend = host.engine.backend
-        encoded = [backend.encode_prompt(p) for p in req.prompts]
+        backend = state.generator()
+        encoded = [backend.format.encode_prompt(p) for p in req.prompts]
         limits = [state.check_lengths(ids, req.max_tokens) for ids in encoded]
         request_id, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         for p in req.prompts:
@@ -239,10 +281,10 @@ def create_app(source: str | Path, serve: Serve | None = None, monitor: Monitor 
 
     @app.post("/v1/chat/completions")
     async def chat(req: ChatRequest, key: KeyInfo = _scope("infer")):
-        backend = host.engine.backend
+        backend = state.generator()
         messages = [m.model_dump() for m in req.messages]
         try:
-            ids = backend.encode_chat(messages)
+            ids = backend.format.encode_chat(messages)
         except TailorError as e:
             raise HTTPException(422, str(e)) from None
         limit = state.check_lengths(ids, req.limit)
@@ -264,12 +306,28 @@ def create_app(source: str | Path, serve: Serve | None = None, monitor: Monitor 
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
                              "finish_reason": result.finish_reason}], "usage": _choice_usage([result])}
 
+    @app.post("/v1/classify")
+    async def classify_inputs(req: ClassifyRequest, key: KeyInfo = _scope("infer")) -> dict:
+        items, version, tokens = await state.classify(req.inputs, req.top_k)
+        request_id = f"clf-{uuid.uuid4().hex[:24]}"
+        state.remember(request_id, req.inputs[0])
+        backend = host.engine.backend
+        return {"id": request_id, "object": "classification", "created": int(time.time()), "model": backend.name,
+                "system_fingerprint": version, "output": backend.output,
+                "data": [{"index": i, **item} for i, item in enumerate(items)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
     @app.post("/v1/feedback")
     def feedback(req: FeedbackRequest, key: KeyInfo = _scope("infer")) -> dict:
         prompt = state.recent.get(req.request_id)
         if req.correction is not None and prompt is None:
             raise HTTPException(404, f"request {req.request_id!r} is not among this server's recent answers; a "
                                      "correction needs the input it corrects")
+        if req.correction is not None and not host.engine.backend.generates:
+            try:  # a correction retraining could not read is refused now, not when it is used
+                host.engine.backend.check_correction(req.correction, prompt)
+            except TailorError as e:
+                raise HTTPException(422, str(e)) from None
         row = state.feedback.add(req.request_id, req.correct, req.rating, req.correction,
                                  prompt if req.correction is not None else None, host.current.version, key.id)
         return {"id": row, "request_id": req.request_id, "stored": True}

@@ -95,6 +95,19 @@ class Recurrent(nn.Module):
             h = self.proj(h)
         return self.lm_head(h), state
 
+    def prefill(self, idx: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, object]:
+        """Right-padded prompts (B, T) of the given lengths read at once (packed, so padding never
+        enters a state): each row's next-token logits (B, vocab) and its state after its last real token."""
+        if self.config.bidirectional:
+            raise ValueError("a bidirectional recurrent encoder cannot predict the next token")
+        packed = pack_padded_sequence(self.drop(self.wte(idx)), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, state = self.rnn(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True)  # (B, max(lengths), H)
+        h = self.drop(out[torch.arange(idx.shape[0], device=idx.device), lengths.to(idx.device) - 1])  # (B, H)
+        if self.proj is not None:
+            h = self.proj(h)
+        return self.lm_head(h), state
+
     def num_params(self, non_embedding: bool = True) -> int:
         return sum(p.numel() for p in self.parameters())
 

@@ -55,34 +55,37 @@ def words_of(value, record: dict, field: str) -> list[str]:
     raise TailorError(f"{where(record)}: field {field!r} should be a list of words or a text, got {type(value).__name__}")
 
 
-def _encoder(codec: Codec, block_size: int | None) -> tuple[Tokenizer, bool]:
-    """A copy of the tokenizer that truncates to block_size, and whether an end token must be appended.
+class InputEncoder:
+    """Input ids as task heads read them, truncated to block_size when given, with each token's word index.
 
     A pretrained encoder's tokenizer adds its own markers ([CLS] ... [SEP]); a Tailor tokenizer
     adds none, and the input then ends with the end-of-text token, so a head that reads the
-    last position of a left-to-right model sees the whole text.
+    last position of a left-to-right model sees the whole text. Training, evaluation and the
+    server's /v1/classify all encode inputs here.
     """
-    tok = Tokenizer.from_str(codec.tokenizer.to_str())
-    tok.encode_special_tokens = True
-    append_eos = len(tok.encode("a", add_special_tokens=True).ids) == len(tok.encode("a", add_special_tokens=False).ids)
-    if block_size is not None:
-        tok.enable_truncation(max_length=block_size - (1 if append_eos else 0))
-    return tok, append_eos
+
+    def __init__(self, codec: Codec, block_size: int | None):
+        tok = Tokenizer.from_str(codec.tokenizer.to_str())
+        tok.encode_special_tokens = True
+        self.append_eos = len(tok.encode("a", add_special_tokens=True).ids) == len(tok.encode("a", add_special_tokens=False).ids)
+        if block_size is not None:
+            tok.enable_truncation(max_length=block_size - (1 if self.append_eos else 0))
+        self.tok, self.eos_id = tok, codec.eos_id
+
+    def __call__(self, inputs: list, per_word: bool) -> tuple[list[list[int]], list[list[int | None]]]:
+        """Ids and word indices of each input: a text, or (per_word) a list of words."""
+        encodings = self.tok.encode_batch(inputs, is_pretokenized=per_word, add_special_tokens=True)
+        end = [self.eos_id] if self.append_eos else []
+        return [e.ids + end for e in encodings], [e.word_ids + ([None] if self.append_eos else []) for e in encodings]
 
 
 def input_ids(spec: Spec, records: list[dict], codec: Codec,
               block_size: int | None) -> tuple[list[list[int]], list[list[int | None]]]:
     """Ids of each record's input (truncated to block_size when given) and each token's word index."""
     field = spec.data.fields.input
-    tok, append_eos = _encoder(codec, block_size)
-    if spec.problem.output == "token-labels":
-        encodings = tok.encode_batch([words_of(r[field], r, field) for r in records], is_pretokenized=True,
-                                     add_special_tokens=True)
-    else:
-        encodings = tok.encode_batch([r[field] for r in records], add_special_tokens=True)
-    ids = [e.ids + ([codec.eos_id] if append_eos else []) for e in encodings]
-    word_ids = [e.word_ids + ([None] if append_eos else []) for e in encodings]
-    return ids, word_ids
+    per_word = spec.problem.output == "token-labels"
+    inputs = [words_of(r[field], r, field) for r in records] if per_word else [r[field] for r in records]
+    return InputEncoder(codec, block_size)(inputs, per_word)
 
 
 def encode_labels(spec: Spec, records: list[dict], codec: Codec, block_size: int,
