@@ -118,7 +118,8 @@ async def complete(host, ids: list[int], params: Params, timeout: float) -> Resu
 
 
 async def classify(host, ids: list[int], timeout: float):
-    """(logits, model version) of one input to a task-head model, batched with other requests by the engine."""
+    """(logits, the engine that answered) of one input to a task-head model, batched with other requests by the engine;
+    the engine's backend describes the logits and its version names the model that gave them."""
     loop = asyncio.get_running_loop()
     answer: asyncio.Future = loop.create_future()
 
@@ -135,4 +136,4 @@ async def classify(host, ids: list[int], timeout: float):
         raise TimedOut from None
     if kind == "error":
         raise RuntimeError(str(value))
-    return value, engine.version
+    return value, engine
