@@ -110,7 +110,9 @@ STAGES: tuple[Stage, ...] = (
           lambda s: {"spec": _dump(s.name, s.train, s.problem.constraints, s.data.fields)}, _stage_train),
     Stage("evaluate", ("data", "train"),
           lambda s: {"spec": _dump(s.evaluate.model_dump(mode="json", exclude={"ablation"}), s.problem.output,
-                                   s.problem.targets, s.data.fields, s.train.batch_size, s.train.loss_on)},
+                                   s.problem.targets, s.data.fields, s.train.batch_size, s.train.loss_on),
+                     # answers are timed through the serving engine with the server's batch and queue sizes
+                     "engine": [s.deploy.serve.limits.max_batch, s.deploy.serve.limits.max_queue]},
           _stage_evaluate),
     Stage("report", ("data", "tokenizer", "model", "train", "evaluate"), lambda s: {"spec": _dump(s)}, _stage_report,
           _ablation_results),

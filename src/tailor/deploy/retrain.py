@@ -15,6 +15,7 @@ from tailor.errors import TailorError
 from tailor.spec import Spec, load_spec
 from tailor.spec.data import FilesSource
 
+
 def judged_metric(spec: Spec) -> tuple[str, bool]:
     """(metric, higher is better) that decides: retrain.metric, else the first target's, else loss."""
     chosen = spec.deploy.retrain.metric
@@ -43,15 +44,12 @@ def with_feedback(spec: Spec, corrections: list[dict], folder: Path) -> tuple[Sp
 
 def measure(model_dir: Path, spec: Spec, split: str, records: list[dict], metric: str) -> float:
     """The metric of one model on the held-out records, computed as the evaluate stage computes it."""
+    from tailor.evaluate import split_rows
     from tailor.evaluate.predictions import summarize
-    from tailor.evaluate.scoring import answer_examples, score_examples
     from tailor.inference import Generator
     from tailor.spec.evaluate import GENERATED
 
-    gen = Generator(model_dir)
-    rows = score_examples(gen, spec, split, records)
-    if metric in GENERATED:
-        answer_examples(gen, spec, rows, None)
+    rows, _ = split_rows(Generator(model_dir), spec, split, records, metric in GENERATED)
     values, _ = summarize(rows, [metric], spec.evaluate.bootstrap)
     if f"{split}/{metric}" not in values:
         raise TailorError(f"deploy.retrain.metric: {metric!r} is not measured for this spec")

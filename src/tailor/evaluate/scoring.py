@@ -83,16 +83,21 @@ def score_examples(gen, spec: Spec, split: str, records: list[dict]) -> list[dic
     return rows
 
 
-def answer_examples(gen, spec: Spec, rows: list[dict], progress: Progress | None = None) -> None:
-    """Generate an answer for each row (in place): prediction, correctness, latency and generation columns."""
-    g = spec.evaluate.generation
+def answer_examples(gen, spec: Spec, rows: list[dict], progress: Progress | None = None) -> dict:
+    """Answer each row (in place) through the serving engine, as `tailor serve` would: prediction, correctness,
+    latency and generation columns. Returns the settings the latency was measured with."""
+    from tailor.deploy.local import answer_in_process
+
+    g, latency, limits = spec.evaluate.generation, spec.evaluate.latency, spec.deploy.serve.limits
     task = progress.add_task(f"answer {rows[0]['split']}", total=len(rows)) if progress and rows else None
-    for row in rows:
-        c = gen.complete(row["input"], g.max_new_tokens, g.temperature, g.top_p, seed=g.seed)
-        row |= {"predicted": c.text, "correct": c.text.strip() == row["expected"].strip(),
-                "latency_ms": c.seconds * 1000, "finish_reason": c.finish_reason}
-        if task is not None:
-            progress.advance(task)
+    answers, settings = answer_in_process(
+        gen.folder, [r["input"] for r in rows], g.max_new_tokens, g.temperature, g.top_p, g.seed, latency.concurrency,
+        limits.max_batch, limits.max_queue, latency.warmup, gen.device,
+        on_answer=(lambda: progress.advance(task)) if task is not None else None)
+    for row, a in zip(rows, answers):
+        row |= {"predicted": a.text, "correct": a.text.strip() == row["expected"].strip(),
+                "latency_ms": a.latency_ms, "finish_reason": a.finish_reason}
     columns = generation_columns([r["predicted"] for r in rows], [r["expected"] for r in rows])
     for i, row in enumerate(rows):
         row |= {name: values[i] for name, values in columns.items()}
+    return settings

@@ -42,6 +42,11 @@ def metrics_section(results: dict) -> str:
         cap = results.get("max_examples")
         out += ("<p class='dim'>Generation: " + ", ".join(f"{k} {v}" for k, v in gen.items())
                 + (f"; first {cap} examples per split" if cap else "; every example") + ".</p>")
+    for split, timing in (results.get("latency") or {}).items():  # how the latency numbers were measured
+        out += (f"<p class='dim'>Latency ({esc(split)}): {esc(timing['measured'])}; {timing['requests']} requests, "
+                f"{timing['concurrency']} in flight at once, batches of up to {timing['max_batch']}, "
+                f"{timing['warmup_requests']} warm-up requests not timed, {esc(timing['device'])}, "
+                f"{timing['torch_threads']} torch thread(s).</p>")
     return out
 
 

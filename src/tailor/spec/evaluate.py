@@ -36,6 +36,14 @@ class Generation(Strict):
     seed: int = Field(0, description="sampling seed (each example uses it, so answers are repeatable)")
 
 
+class Latency(Strict):
+    """How p50/p95_latency_ms are measured: each answer through the serving engine in process (the server's
+    batching and code path, with deploy.serve.limits' max_batch and max_queue), no network."""
+
+    concurrency: int = Field(1, ge=1, description="requests in flight at once; 1 sends them one at a time")
+    warmup: int = Field(2, ge=0, description="requests answered first and not timed")
+
+
 class Bootstrap(Strict):
     """Percentile-bootstrap confidence intervals over examples."""
 
@@ -93,6 +101,7 @@ class Evaluate(Strict):
     metrics: list[str] | None = Field(None, description="default: every metric of problem.output")
     splits: list[Literal["train", "validation", "test"]] = Field(default_factory=lambda: ["validation", "test"])
     generation: Generation = Field(default_factory=Generation)
+    latency: Latency = Field(default_factory=Latency)
     max_examples: int | None = Field(None, ge=1, description="cap on generated answers per split")
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
     error_analysis: ErrorAnalysis = Field(default_factory=ErrorAnalysis)
