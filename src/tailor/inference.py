@@ -55,12 +55,15 @@ class PromptFormat:
         return self.codec.prompt(text) if self.pairs else (self.codec.encode(text) or [self.codec.eos_id])
 
     def encode_chat(self, messages: list[dict]) -> list[int]:
-        """A question/answer model answers the last user message; a corpus model continues a transcript."""
+        """A model with a chat template reads the conversation through it (one user message: exactly its
+        training prompt); a separator-trained model answers the last user message; a corpus model
+        continues a transcript."""
+        if not any(m["role"] == "user" for m in messages):
+            raise TailorError("messages: a chat needs at least one message with role 'user'")
+        if self.codec.chat_template is not None:
+            return self.codec.chat(messages)
         if self.pairs:
-            users = [m["content"] for m in messages if m["role"] == "user"]
-            if not users:
-                raise TailorError("messages: a chat needs at least one message with role 'user'")
-            return self.codec.prompt(users[-1])
+            return self.codec.prompt([m["content"] for m in messages if m["role"] == "user"][-1])
         text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
         return self.codec.encode(text)
 

@@ -83,21 +83,28 @@ def keys(home) -> dict[str, str]:
 
 
 
-def make_model_folder(folder: Path, tokenizer_dir: Path, seed: int = 0, **arch) -> Path:
-    """An untrained model with sharp logits (scaled embeddings), so greedy choices are far from ties."""
+def make_model_folder(folder: Path, tokenizer_dir: Path, seed: int = 0, family: str = "transformer", **arch) -> Path:
+    """An untrained model with sharp logits (scaled output layer), so greedy choices are far from ties:
+    a transformer, or a recurrent network of the cell `family` (rnn, lstm, gru)."""
     import shutil
 
     import torch
 
     from tailor.deploy.manifest import write_manifest
     from tailor.models import save_model
+    from tailor.models.recurrent import Recurrent, RecurrentConfig
     from tailor.models.transformer import Transformer, TransformerConfig
     from tailor.tokenizer import Codec
 
     codec = Codec.load(tokenizer_dir)
     torch.manual_seed(seed)
-    cfg = {"vocab_size": codec.vocab_size, "block_size": 64, "n_layer": 2, "n_head": 4, "n_embd": 32, "tie_weights": False} | arch
-    model = Transformer(TransformerConfig(**cfg))
+    if family == "transformer":
+        cfg = {"vocab_size": codec.vocab_size, "block_size": 64, "n_layer": 2, "n_head": 4, "n_embd": 32,
+               "tie_weights": False} | arch
+        model = Transformer(TransformerConfig(**cfg))
+    else:
+        model = Recurrent(RecurrentConfig(cell=family, vocab_size=codec.vocab_size, block_size=64, n_layer=2, n_embd=32,
+                                          n_hidden=48, tie_weights=False))
     with torch.no_grad():  # sharp logits, and only tokens that decode to printable ASCII can win
         model.lm_head.weight.mul_(40)
         for i in range(codec.vocab_size):

@@ -45,26 +45,48 @@ class Codec:
         self._prefix: list[int] = []
         self._suffix: list[int] = [self.sep_id] if chat_template is None else []
         if chat_template is not None:
-            self._prefix, self._suffix = self._chat_parts(eos)
+            self._prefix, self._suffix = self._chat_parts()
 
-    def _chat_parts(self, eos: str) -> tuple[list[int], list[int]]:
-        """Ids before and after the user's text in the rendered template (its markers read as special tokens)."""
+    def _render(self, messages: list[dict]) -> str:
+        """The chat template rendered for `messages`, the assistant's turn opened."""
         from transformers import PreTrainedTokenizerFast
 
-        hf = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(self.tokenizer.to_str()), eos_token=eos)
+        hf = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(self.tokenizer.to_str()),
+                                     eos_token=self.tokenizer.id_to_token(self.eos_id))
         hf.chat_template = self.chat_template
         try:
-            text = hf.apply_chat_template([{"role": "user", "content": PLACEHOLDER}], add_generation_prompt=True,
-                                          tokenize=False)
+            return hf.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         except Exception as e:  # jinja raises many kinds for a broken template
             raise TailorError(f"tokenizer chat_template cannot be rendered ({e})") from None
+
+    def _markers(self, text: str) -> list[int]:
+        """Ids of template text, its markers read as special tokens (unlike a message's own text)."""
+        markers = Tokenizer.from_str(self.tokenizer.to_str())
+        markers.encode_special_tokens = False
+        return markers.encode(text, add_special_tokens=False).ids if text else []
+
+    def _chat_parts(self) -> tuple[list[int], list[int]]:
+        """Ids before and after the user's text in the rendered template (its markers read as special tokens)."""
+        text = self._render([{"role": "user", "content": PLACEHOLDER}])
         if text.count(PLACEHOLDER) != 1:
             raise TailorError("tokenizer chat_template does not place the user's message exactly once")
         before, after = text.split(PLACEHOLDER)
-        markers = Tokenizer.from_str(self.tokenizer.to_str())
-        markers.encode_special_tokens = False
-        return (markers.encode(before, add_special_tokens=False).ids if before else [],
-                markers.encode(after, add_special_tokens=False).ids if after else [])
+        return self._markers(before), self._markers(after)
+
+    def chat(self, messages: list[dict]) -> list[int]:
+        """Ids of a conversation through the chat template, the assistant's turn opened. Each message's
+        text is encoded as text, so a message cannot spell the template's markers; one user message
+        gives exactly `prompt(text)`, the ids the model was trained on."""
+        if self.chat_template is None:
+            raise TailorError("this tokenizer has no chat template")
+        marks = [f"\x00message{i}\x00" for i in range(len(messages))]
+        text = self._render([{"role": m["role"], "content": mark} for m, mark in zip(messages, marks)])
+        placed = sorted((text.index(mark), i) for i, mark in enumerate(marks) if mark in text)
+        ids: list[int] = []
+        for _, i in placed:  # a template may leave a message out (a role it does not show)
+            before, text = text.split(marks[i], 1)
+            ids += self._markers(before) + self.encode(messages[i]["content"])
+        return ids + self._markers(text)
 
     @classmethod
     def load(cls, folder: Path) -> Codec:
