@@ -162,3 +162,21 @@ def test_smollm2_chat_through_the_engine_equals_transformers_generate(smollm2_fo
                                            max_new_tokens=8, do_sample=False)[0, len(ids):].tolist()
         assert out == reference
     assert "Paris" in backend.format.decode(served[0])
+
+
+def test_recurrent_onnx_logits_match_pytorch_for_right_padded_batches(finished_run, tmp_path):
+    from tailor.deploy.export import run_export
+    from tailor.deploy.onnx_export import onnx_logits
+    from tailor.models import load_model
+
+    _, run_dir = finished_run
+    folder = make_model_folder(tmp_path / "m", run_dir / "train" / "model", family="gru")
+    run_export(folder, "onnx", tmp_path / "onnx")
+    model = load_model(folder).eval()
+    ids = torch.randint(0, model.config.vocab_size, (2, 13), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0  # right padding: it comes after every real token, so it changes none of their logits
+    got = onnx_logits(tmp_path / "onnx" / "model.onnx", ids.numpy(), mask.numpy())
+    with torch.no_grad():
+        full, short = model(ids)[0].numpy(), model(ids[1:, :9])[0].numpy()
+    assert np.abs(got[0] - full[0]).max() < 1e-4 and np.abs(got[1, :9] - short[0]).max() < 1e-4

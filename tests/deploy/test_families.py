@@ -4,6 +4,7 @@ the chat template they were fine-tuned with."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 from pathlib import Path
 
 import httpx
@@ -120,3 +121,15 @@ def test_chat_reads_the_whole_conversation_through_the_models_template(chat_run)
     assert theirs.convert_tokens_to_ids("<|im_end|>") not in ours.codec.encode("<|im_end|>")
     with pytest.raises(TailorError, match="role 'user'"):
         ours.encode_chat([{"role": "system", "content": "hi"}])
+
+
+def test_a_fine_tuned_pretrained_run_exports_to_int8_onnx_measured_on_its_held_out_split(chat_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from tailor.cli import app as cli
+
+    res = CliRunner().invoke(cli, ["export", str(chat_run), "--format", "onnx-int8", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert "held_out" not in report  # measured on the run's own test split, cut to the model's context
+    assert report["int8"]["float32"]["top1_agreement_with_pytorch"] == 1.0

@@ -13,7 +13,7 @@ FORMATS = ("hf", "onnx", "onnx-int8", "gguf")
 def held_out_batches(run_dir: Path, model_dir: Path, limit: int = 8) -> list[dict] | None:
     """Batches of the run's test (else validation) split, formatted as in training; None without a run."""
     from tailor.data import load_split
-    from tailor.models import load_model
+    from tailor.models import context_length, load_model
     from tailor.spec import parse_spec
     from tailor.tokenizer import Codec
     from tailor.train.batches import make_batches
@@ -25,7 +25,7 @@ def held_out_batches(run_dir: Path, model_dir: Path, limit: int = 8) -> list[dic
     records = load_split(run_dir / "data", "test") or load_split(run_dir / "data", "validation")
     if not records:
         return None
-    block = load_model(model_dir).config.block_size
+    block = context_length(load_model(model_dir))
     return list(make_batches(spec, records, Codec.load(model_dir), block, spec.train.batch_size, 0).eval_batches(limit))
 
 

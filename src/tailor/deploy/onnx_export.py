@@ -10,26 +10,40 @@ import numpy as np
 import torch
 
 from tailor.artifacts import atomic_write_json
+from tailor.errors import TailorError
 
 
 class LogitsOnly(torch.nn.Module):
-    """input_ids (B, T) and attention_mask (B, T; 0 = left padding) -> logits (B, T, vocab)."""
+    """input_ids (B, T) and attention_mask (B, T; 0 = padding) -> logits (B, T, vocab), for any language model.
+
+    A transformer takes left padding (positions count real tokens only); a recurrent network reads
+    left to right, so its padding goes on the right, where it cannot reach a real token's logits.
+    """
 
     def __init__(self, model: torch.nn.Module):
+        from tailor.models import backbone_of, is_hf
+        from tailor.models.recurrent import Recurrent
+
         super().__init__()
         self.model = model
+        self.kind = "hf" if is_hf(model) else "recurrent" if isinstance(backbone_of(model), Recurrent) else "tailor"
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        mask = attention_mask.bool()
         positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        return self.model(input_ids, positions=positions, attention_mask=mask)[0]
+        if self.kind == "recurrent":
+            return self.model(input_ids)[0]
+        if self.kind == "hf":
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).logits
+        return self.model(input_ids, positions=positions, attention_mask=attention_mask.bool())[0]
 
 
 def export_onnx(model: torch.nn.Module, path: Path) -> None:
     """Write model.onnx with dynamic batch and sequence axes."""
+    from tailor.models import context_length
+
     model = LogitsOnly(model.eval()).eval()
     ids = torch.zeros((2, 8), dtype=torch.long)
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence", max=model.model.config.block_size)
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence", max=context_length(model.model))
     program = torch.onnx.export(model, (ids, torch.ones_like(ids)), input_names=["input_ids", "attention_mask"],
                                 output_names=["logits"], dynamo=True, verbose=False,
                                 dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}})
@@ -67,7 +81,7 @@ def accuracy_report(model: torch.nn.Module, fp32: Path, int8: Path, batches: lis
         ids, targets = batch["input_ids"].numpy(), batch["targets"].numpy()
         mask = np.ones_like(ids)
         with torch.no_grad():
-            reference = model(batch["input_ids"])[0].numpy()
+            reference = LogitsOnly(model)(batch["input_ids"], torch.ones_like(batch["input_ids"])).numpy()
         for name, path in (("float32", fp32), ("int8", int8)):
             logits = onnx_logits(path, ids, mask)
             max_diff[name] = max(max_diff[name], float(np.abs(logits - reference).max()))
@@ -85,9 +99,11 @@ def export_onnx_folder(model_dir: Path, out: Path, int8: bool, held_out: list[di
     import shutil
 
     from tailor.deploy.manifest import write_manifest
-    from tailor.models import load_model
+    from tailor.models import context_length, head_of, load_model
 
     model = load_model(model_dir).eval()
+    if head_of(model) != "causal_lm":
+        raise TailorError(f"{model_dir}: ONNX export writes language models; this one has a {head_of(model)} head")
     out.mkdir(parents=True, exist_ok=True)
     export_onnx(model, out / "model.onnx")
     for name in ("tokenizer.json", "tokenizer_config.json", "config.json"):
@@ -97,7 +113,7 @@ def export_onnx_folder(model_dir: Path, out: Path, int8: bool, held_out: list[di
         quantize_int8(out / "model.onnx", out / "model.int8.onnx")
         if not held_out:  # a bare model folder: compare on random token sequences
             g = torch.Generator().manual_seed(0)
-            ids = torch.randint(0, model.config.vocab_size, (4, min(32, model.config.block_size)), generator=g)
+            ids = torch.randint(0, model.config.vocab_size, (4, min(32, context_length(model))), generator=g)
             held_out = [{"input_ids": ids, "targets": torch.roll(ids, -1, dims=1)}]
             report["held_out"] = "random token sequences (no data beside the model)"
         report["int8"] = accuracy_report(model, out / "model.onnx", out / "model.int8.onnx", held_out)
