@@ -77,7 +77,7 @@ def answer_in_process(folder: Path, prompts: list[str], max_new_tokens: int, tem
         answers = asyncio.run(run_all())
     finally:
         host.stop()
-    settings = {"measured": "through the serving engine in process (tailor.deploy: batching, KV cache; no HTTP)",
+    settings = {"measured": "through the serving engine in process (tailor.deploy: its batching and decoding; no HTTP)",
                 "concurrency": concurrency, "max_batch": max_batch, "max_queue": max_queue, "warmup_requests": warmup,
                 "requests": len(prompts), "device": device, "torch_threads": torch.get_num_threads()}
     return answers, settings
