@@ -40,6 +40,44 @@ def test_packed_rows_give_each_example_its_own_logits(positions):
             at += ids.shape[1]
 
 
+@pytest.mark.parametrize("lora", [False, True])
+def test_packed_rows_of_a_hf_causal_lm_attend_only_within_their_example(lora):
+    """transformers builds the block-diagonal mask from restarting position_ids (no cache in training)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tailor.models.adapt import prepare
+    from tailor.models.pretrained import mark
+    from tailor.spec.model import Adapt
+
+    torch.manual_seed(0)
+    model = mark(LlamaForCausalLM(LlamaConfig(vocab_size=30, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                              num_attention_heads=2, num_key_value_heads=1,
+                                              max_position_embeddings=64)), "causal_lm", None)
+    if lora:
+        model = prepare(model, Adapt(lora={"r": 2, "dropout": 0.0}), 0.0, {"steps": 1, "epochs": 1}).model
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_()  # adapters that change the output, as after training
+    model.eval()
+    data = examples()
+    packed = PackedBatches(data, block_size=24, rows=2, pad_id=0, seed=0)
+    batch = packed(0)
+    with torch.no_grad():
+        logits, loss, n = compute_loss(model, batch)
+        total = 0.0
+        for r, row in enumerate(packed._epoch(0)[:2]):
+            at = 0
+            for j in row:
+                alone = PairBatches([data[j]], 1, 0, seed=0)(0)
+                alone_logits, alone_loss, alone_n = compute_loss(model, alone)
+                width = alone["input_ids"].shape[1]
+                torch.testing.assert_close(logits[r, at:at + width], alone_logits[0], rtol=1e-5, atol=1e-5)
+                total += alone_loss.item() * alone_n
+                at += width
+    torch.testing.assert_close(loss.item(), total / n, rtol=1e-5, atol=1e-6)   # the same mean over scored tokens
+
+
 def test_packing_scores_the_same_tokens_with_fewer_rows():
     data = examples(40)
     packed, plain = PackedBatches(data, 24, 4, 0, seed=1), PairBatches(data, 4, 0, seed=1)

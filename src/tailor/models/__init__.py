@@ -150,8 +150,10 @@ def compute_loss(model: nn.Module, batch: dict[str, torch.Tensor], objective: Ob
     head = head_of(model)
     if head == "causal_lm":
         if is_hf(model):
+            # without a cache transformers reads packed rows from position_ids that restart at 0 and builds
+            # a block-diagonal causal mask; with one (its default) attention would cross the examples of a row
             logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                           position_ids=batch.get("position_ids")).logits
+                           position_ids=batch.get("position_ids"), use_cache=False).logits
         elif objective.plain:
             # our families score themselves in forward, so that under torch.compile the loss (and its
             # float32 softmax over the vocabulary) fuses with the output layer
