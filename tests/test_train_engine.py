@@ -28,9 +28,9 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run_dir / "train" / "model" / "model.safetensors"))
 
 
-def crashed_run(spec_path: Path, runs: Path, monkeypatch, step: int) -> Path:
+def crashed_run(spec_path: Path, runs: Path, monkeypatch, step: int, batches=tailor.train.batches.PairBatches) -> Path:
     """The run folder of a training that died when it asked for batch `step` (as a kill would, in-process)."""
-    original = tailor.train.batches.PairBatches.__call__
+    original = batches.__call__
 
     def dying(self, s):
         if s == step:
@@ -38,7 +38,7 @@ def crashed_run(spec_path: Path, runs: Path, monkeypatch, step: int) -> Path:
         return original(self, s)
 
     with monkeypatch.context() as m:
-        m.setattr(tailor.train.batches.PairBatches, "__call__", dying)
+        m.setattr(batches, "__call__", dying)
         with pytest.raises(KeyboardInterrupt):
             Pipeline(load_spec(spec_path), runs).run(until="train")
     return next((runs / "tiny").iterdir())
@@ -87,6 +87,67 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous(make_spec, tmp_pat
     assert "step-0000012 is damaged (model.safetensors does not match its checksum)" in err
     assert "resuming from" in err and "step-0000008" in err
     assert rows(resumed) == rows(uninterrupted)
+
+
+def lora_spec(tmp_path: Path, tiny_llama_dir: Path) -> Path:
+    """A packed LoRA fine-tune of a tiny random Llama; adapter dropout on, so the RNG must be restored too."""
+    import yaml
+
+    from conftest import BASE_SPEC, merge, write_pairs
+
+    spec = merge(BASE_SPEC, {"tokenizer": {"type": "pretrained"},
+                             "train": {"max_steps": 10, "eval_every": 5, "packing": True, "optimizer": {"lr": 1e-2},
+                                       "checkpoints": {"every": 4, "keep_last": 2}}})
+    spec["model"] = {"base": str(tiny_llama_dir), "adapt": {"lora": {"r": 4, "alpha": 8, "dropout": 0.1}}}
+    if not (tmp_path / "data" / "items.jsonl").exists():
+        write_pairs(tmp_path / "data" / "items.jsonl")
+    path = tmp_path / "lora.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_a_lora_run_checkpoints_its_adapters_and_resumes_exactly(tmp_path, monkeypatch, tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    uninterrupted = Pipeline(load_spec(lora_spec(tmp_path / "a", tiny_llama_dir)), tmp_path / "a" / "runs").run(
+        until="train")
+    path = lora_spec(tmp_path / "b", tiny_llama_dir)
+    run_dir = crashed_run(path, tmp_path / "b" / "runs", monkeypatch, 6, tailor.train.batches.PackedBatches)
+    latest = work_dir(run_dir, "train") / "checkpoints" / "step-0000004"
+    held = load_file(str(latest / "model.safetensors"))
+    assert held and all("lora_" in name for name in held)           # the adapters, not the frozen base
+    assert json.loads((latest / "state.json").read_text())["trained_only"] is True
+    resumed = Pipeline(load_spec(path), tmp_path / "b" / "runs").run(until="train")
+    assert resumed == run_dir
+    assert rows(resumed) == rows(uninterrupted)                    # every step's loss, bit for bit
+    assert rows(resumed, "validation") == rows(uninterrupted, "validation")
+    final = weights(resumed)
+    assert not any("lora" in name for name in final)               # the trained model is merged
+    for name, tensor in weights(uninterrupted).items():
+        assert torch.equal(tensor, final[name]), name
+    base = load_file(str(tiny_llama_dir / "model.safetensors"))
+    assert not torch.equal(final["model.layers.0.self_attn.q_proj.weight"], base["model.layers.0.self_attn.q_proj.weight"])
+    AutoModelForCausalLM.from_pretrained(str(resumed / "train" / "model"))  # a plain transformers folder
+
+
+def test_trained_only_checkpoint_must_fit_the_model(tmp_path, tiny_llama_dir):
+    from tailor.errors import TailorError
+    from tailor.models.adapt import prepare
+    from tailor.models.pretrained import load_pretrained
+    from tailor.spec.model import Adapt
+    from tailor.train.checkpoint import Checkpoints
+
+    def adapted(targets):
+        model = prepare(load_pretrained(str(tiny_llama_dir), "causal_lm"), Adapt(lora={"r": 2, "target_modules": targets}),
+                        0.0, {"steps": 1, "epochs": 1}).model
+        return model, {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
+
+    model, trained = adapted(["q_proj"])
+    Checkpoints(tmp_path, trained=trained).save(model, torch.optim.AdamW(model.parameters()), 1, {}, None)
+    other, other_trained = adapted(["v_proj"])
+    with pytest.raises(TailorError, match=r"step-0000001: holds only trained weights, and they do not fit the model "
+                                          r"being trained \(8 names differ"):
+        Checkpoints(tmp_path, trained=other_trained).load(tmp_path / "step-0000001", other)
 
 
 def test_early_stopping_keeps_the_best_weights(make_spec, tmp_path):

@@ -71,7 +71,7 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
     from tailor.train.batches import make_batches
     from accelerate.utils import DistributedType
 
-    from tailor.train.checkpoint import Checkpoints, gather_state, load_checkpoint
+    from tailor.train.checkpoint import Checkpoints, gather_state
     from tailor.train.distributed import make_accelerator, prepare_for_training
     from tailor.train.loop import Engine, LoopState, train_loop
     from tailor.train.losses import Objective, class_weight_tensor
@@ -124,7 +124,10 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
         return make_optimizer(m, cfg.optimizer, adapted.param_groups if m is model else None)
 
     optimizer = new_optimizer(model)
-    checkpoints = Checkpoints(work / "checkpoints", cfg.checkpoints.keep_last, warn)
+    # a LoRA base stays frozen: checkpoints hold the adapters (and their optimizer state), not the base again
+    trained = {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
+    checkpoints = Checkpoints(work / "checkpoints", cfg.checkpoints.keep_last, warn,
+                              trained if adapted.summary["lora"] else None)
     state = LoopState()
     objective = Objective(cfg.loss.label_smoothing, class_weight_tensor(cfg.loss.class_weights, labels))
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -134,7 +137,7 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
         good = checkpoints.latest_good(drop_bad=main)
         acc.wait_for_everyone()
         if good is not None:  # loaded into the prepared model: FSDP shards what every rank reads
-            state = LoopState(**load_checkpoint(good, wrapped, optimizer)["loop"])
+            state = LoopState(**checkpoints.load(good, wrapped, optimizer)["loop"])
             if main:
                 console.print(f"resuming from {good} (step {state.step} of {max_steps})")
         elif require_resume:

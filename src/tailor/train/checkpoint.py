@@ -3,7 +3,8 @@
 A checkpoint folder holds model.safetensors, optimizer.safetensors (its tensors and the RNG
 states), state.json (step, optimizer hyperparameters, loop counters) and, written last,
 manifest.json with the sha256 of each file. A folder without a matching manifest is incomplete
-or damaged and is never loaded.
+or damaged and is never loaded. For a model whose base stays frozen (LoRA) model.safetensors
+holds only the trained weights (the adapters): the base is the model stage's, unchanged.
 """
 
 from __future__ import annotations
@@ -27,16 +28,18 @@ def _inner(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     return getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch optimizer
 
 
-def gather_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> tuple[dict, dict]:
+def gather_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                 trained_only: bool = False) -> tuple[dict, dict]:
     """Whole model and optimizer state dicts keyed by parameter name, on the CPU.
 
     Works the same for a plain, DDP-wrapped, FSDP-sharded or compiled model; under FSDP it is a
-    collective (every rank calls it) and rank 0 receives the full state.
+    collective (every rank calls it) and rank 0 receives the full state. trained_only leaves out
+    the frozen parameters.
     """
     from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
                                                          get_state_dict)
 
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=trained_only)
     if optimizer is None:
         return get_model_state_dict(model, options=options), {}
     return get_state_dict(model, _inner(optimizer), options=options)
@@ -104,8 +107,12 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:07d}"
 
 
-def save_checkpoint(folder: Path, model_state: dict, optimizer_state: dict, step: int, extra: dict | None = None) -> Path:
-    """Write state dicts (from gather_state) atomically into folder: temp folder, fsync, rename."""
+def save_checkpoint(folder: Path, model_state: dict, optimizer_state: dict, step: int, extra: dict | None = None,
+                    trained_only: bool = False) -> Path:
+    """Write state dicts (from gather_state) atomically into folder: temp folder, fsync, rename.
+
+    trained_only: model_state holds only the trained parameters; loading then leaves the others as they are.
+    """
     with atomic_dir(folder) as tmp:
         weights, aliases = _unique(model_state)
         save_file(weights, str(tmp / "model.safetensors"))
@@ -113,7 +120,8 @@ def save_checkpoint(folder: Path, model_state: dict, optimizer_state: dict, step
         meta = _split_tensors(optimizer_state, "optim.", tensors)
         save_file(tensors | _rng_tensors(), str(tmp / "optimizer.safetensors"))
         atomic_write_json(tmp / "state.json", {"step": step, "optimizer": meta, "aliases": aliases,
-                                               "python_rng": random.getstate(), **(extra or {})})
+                                               "trained_only": trained_only, "python_rng": random.getstate(),
+                                               **(extra or {})})
         files = sorted(p.name for p in tmp.iterdir())
         atomic_write_json(tmp / MANIFEST, {"step": step, "sha256": {n: sha256_file(tmp / n) for n in files}})
     return Path(folder)
@@ -137,10 +145,12 @@ def verify(folder: Path) -> str | None:
     return None
 
 
-def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict:
+def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    trained: set[str] | None = None) -> dict:
     """Load weights (and optimizer and RNG states) from folder into model; return its state.json.
 
-    model may be wrapped (DDP, FSDP: every rank calls this) or plain.
+    model may be wrapped (DDP, FSDP: every rank calls this) or plain. A checkpoint of the trained
+    parameters only must hold exactly `trained` (their names); the frozen ones stay as they are.
     """
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_state_dict
 
@@ -149,7 +159,14 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
     weights = load_file(str(folder / "model.safetensors"))
     for alias, name in state.get("aliases", {}).items():
         weights[alias] = weights[name]
-    options = StateDictOptions(full_state_dict=True)
+    partial = bool(state.get("trained_only"))
+    if partial and set(weights) != trained:
+        from tailor.errors import TailorError
+
+        odd = sorted(set(weights) ^ (trained or set()))
+        raise TailorError(f"{folder}: holds only trained weights, and they do not fit the model being trained "
+                          f"({len(odd)} names differ, e.g. {odd[0] if odd else 'no trained names given'})")
+    options = StateDictOptions(full_state_dict=True, strict=not partial)
     if optimizer is None:
         set_model_state_dict(model, weights, options=options)
         return state
@@ -163,8 +180,9 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
 class Checkpoints:
     """The checkpoints of one training run: find the latest good one, save, keep the last K plus the best."""
 
-    def __init__(self, root: Path, keep_last: int = 2, warn=print):
-        self.root, self.keep_last, self.warn = Path(root), keep_last, warn
+    def __init__(self, root: Path, keep_last: int = 2, warn=print, trained: set[str] | None = None):
+        """trained: save only these parameters (by name), for a model whose frozen base never changes."""
+        self.root, self.keep_last, self.warn, self.trained = Path(root), keep_last, warn, trained
 
     def steps(self) -> list[int]:
         """Steps that have a checkpoint folder (complete or not), oldest first."""
@@ -195,11 +213,18 @@ class Checkpoints:
 
         Every rank calls this (gathering FSDP shards is a collective); only the one with write=True writes.
         """
-        model_state, optimizer_state = gather_state(model, optimizer)
+        partial = self.trained is not None
+        model_state, optimizer_state = gather_state(model, optimizer, partial)
         if not write:
             return
-        save_checkpoint(self.path(step), model_state, optimizer_state, step, extra)
+        if partial:  # a frozen weight tied to another (a LoRA base's lm_head) escapes ignore_frozen_params
+            model_state = {k: v for k, v in model_state.items() if k in self.trained}
+        save_checkpoint(self.path(step), model_state, optimizer_state, step, extra, partial)
         keep = set(self.steps()[-self.keep_last:]) | ({best_step} if best_step is not None else set())
         for old in self.steps():
             if old not in keep:
                 shutil.rmtree(self.path(old), ignore_errors=True)
+
+    def load(self, folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict:
+        """load_checkpoint with the names of the parameters this run's checkpoints hold."""
+        return load_checkpoint(folder, model, optimizer, self.trained)

@@ -21,7 +21,7 @@ import torch
 
 from tailor.models import compute_loss
 from tailor.spec.train import Train
-from tailor.train.checkpoint import Checkpoints, load_checkpoint
+from tailor.train.checkpoint import Checkpoints
 from tailor.train.losses import IGNORE, Objective
 from tailor.train.monitor import Monitor
 from tailor.train.optim import set_lr
@@ -284,7 +284,7 @@ def _final_weights(engine: Engine, checkpoints: Checkpoints, cfg: Train, state: 
     """
     nan = stopped.startswith("non-finite")
     if cfg.checkpoints.keep_best and state.best_step is not None and (state.best_step != state.step or nan):
-        load_checkpoint(checkpoints.path(state.best_step), engine.model)
+        checkpoints.load(checkpoints.path(state.best_step), engine.model)
         return f"best validation checkpoint (step {state.best_step})"
     if nan:
         good = checkpoints.latest_good(drop_bad=False)
@@ -292,6 +292,6 @@ def _final_weights(engine: Engine, checkpoints: Checkpoints, cfg: Train, state: 
             from tailor.errors import TailorError
 
             raise TailorError(f"train: {stopped} before any checkpoint was written; lower train.optimizer.lr")
-        load_checkpoint(good, engine.model)
+        checkpoints.load(good, engine.model)
         return f"last good checkpoint ({good.name})"
     return f"last step ({state.step})"
