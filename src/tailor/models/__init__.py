@@ -7,6 +7,7 @@ loads as it is). `compute_loss(model, batch)` serves them all, whatever the head
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 from pathlib import Path
@@ -136,32 +137,64 @@ def logits_of(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return model(batch["input_ids"], batch.get("attention_mask"))
 
 
+def scored_positions(targets: torch.Tensor) -> torch.Tensor | None:
+    """Flat indices of the positions a (B, T) next-token target scores; None when it scores them all."""
+    keep = targets.reshape(-1) != IGNORE
+    return None if bool(keep.all()) else keep.nonzero().squeeze(1)
+
+
+@contextlib.contextmanager
+def _output_layer_at(model: nn.Module, at: torch.Tensor):
+    """Run a transformers model's output layer only on the hidden states at flat positions `at`.
+
+    The layer is hooked rather than called by hand, so that whatever the model does to its logits
+    afterwards (scaling, soft-capping) still applies; its logits come out (N, vocab).
+    """
+    head = unwrap(model).get_output_embeddings()
+    handle = head.register_forward_pre_hook(lambda _, args: (args[0].flatten(0, -2).index_select(0, at), *args[1:]))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def compute_loss(model: nn.Module, batch: dict[str, torch.Tensor], objective: Objective | None = None,
-                 scored: int | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+                 scored: int | None = None,
+                 scored_at: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(logits, mean loss over scored positions, number scored) for a batch on the model's device.
 
     The one place where a model family meets the training loop and the evaluation: next-token
     cross-entropy for language models, cross-entropy over labels (per sequence or per token),
     mean squared error for scores; `objective` (label smoothing, class weights) scores the outputs,
     plain cross-entropy by default. `scored`, when the caller counted it on the host, spares a
-    device synchronisation.
+    device synchronisation. `scored_at` (scored_positions of the targets) lets a language model
+    compute its output layer and loss only where the targets score, the largest saving when the
+    loss is on short answers after long prompts over a large vocabulary; its logits are then
+    (N, vocab) for those positions (a compiled model still computes them all).
     """
     objective = objective or Objective()
     head = head_of(model)
     if head == "causal_lm":
+        targets = batch["targets"]
         if is_hf(model):
-            # without a cache transformers reads packed rows from position_ids that restart at 0 and builds
-            # a block-diagonal causal mask; with one (its default) attention would cross the examples of a row
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                           position_ids=batch.get("position_ids"), use_cache=False).logits
+            # a compiled graph would not see the hook: it keeps its full output layer
+            gather = scored_at is not None and not hasattr(model, "_orig_mod")
+            with _output_layer_at(model, scored_at) if gather else contextlib.nullcontext():
+                # without a cache transformers reads packed rows from position_ids that restart at 0 and builds
+                # a block-diagonal causal mask; with one (its default) attention would cross the examples of a row
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                               position_ids=batch.get("position_ids"), use_cache=False).logits
+            if gather:
+                targets = targets.reshape(-1).index_select(0, scored_at)
         elif objective.plain:
             # our families score themselves in forward, so that under torch.compile the loss (and its
             # float32 softmax over the vocabulary) fuses with the output layer
-            logits, loss = model(batch["input_ids"], targets=batch["targets"], position_ids=batch.get("position_ids"))
-            return logits, loss, scored if scored is not None else int((batch["targets"] != IGNORE).sum())
+            logits, loss = model(batch["input_ids"], targets=targets, position_ids=batch.get("position_ids"),
+                                 scored_at=scored_at)
+            return logits, loss, scored if scored is not None else int((targets != IGNORE).sum())
         else:
             logits, _ = model(batch["input_ids"], position_ids=batch.get("position_ids"))
-        loss, n = objective.cross_entropy(logits, batch["targets"], scored)
+        loss, n = objective.cross_entropy(logits, targets, scored)
         return logits, loss, n
     logits = logits_of(model, batch)
     labels = batch["labels"]

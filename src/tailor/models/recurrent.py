@@ -75,12 +75,21 @@ class Recurrent(nn.Module):
         return self.drop(out), state
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state=None,
-                position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, T, vocab) and, given targets (-100 = ignore), the mean cross-entropy."""
+                position_ids: torch.Tensor | None = None,
+                scored_at: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, vocab) and, given targets (-100 = ignore), the mean cross-entropy.
+
+        scored_at (flat indices of the scored targets) limits the output layer to those positions:
+        the logits are then (N, vocab).
+        """
         if position_ids is not None:
             raise TailorError("train.packing: a recurrent model carries its state along a whole row, so examples "
                               "packed into one row would leak into each other; set train.packing: false")
-        logits, _ = self.step(idx, state)
+        if targets is None or scored_at is None:
+            logits, _ = self.step(idx, state)
+        else:
+            h = self.hidden(idx, state)[0].flatten(0, 1).index_select(0, scored_at)
+            logits, targets = self.lm_head(h), targets.reshape(-1).index_select(0, scored_at)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100)
@@ -88,12 +97,15 @@ class Recurrent(nn.Module):
 
     def step(self, idx: torch.Tensor, state=None) -> tuple[torch.Tensor, object]:
         """Logits (B, T, vocab) for idx continuing from `state`, and the state after it."""
+        h, state = self.hidden(idx, state)
+        return self.lm_head(h), state
+
+    def hidden(self, idx: torch.Tensor, state=None) -> tuple[torch.Tensor, object]:
+        """What the output layer reads (B, T, C) for idx continuing from `state`, and the state after it."""
         if self.config.bidirectional:
             raise ValueError("a bidirectional recurrent encoder cannot predict the next token")
         h, state = self.features(idx, state=state)
-        if self.proj is not None:
-            h = self.proj(h)
-        return self.lm_head(h), state
+        return (self.proj(h) if self.proj is not None else h), state
 
     def prefill(self, idx: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, object]:
         """Right-padded prompts (B, T) of the given lengths read at once (packed, so padding never

@@ -258,9 +258,17 @@ class Transformer(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 caches: list[dict] | None = None, positions: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, T, vocab) and, given targets (-100 = ignore), the mean cross-entropy."""
-        logits = self.lm_head(self.features(idx, caches, positions, attention_mask, position_ids))  # (B, T, vocab)
+                position_ids: torch.Tensor | None = None,
+                scored_at: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, vocab) and, given targets (-100 = ignore), the mean cross-entropy.
+
+        scored_at (flat indices of the scored targets) limits the output layer to those positions:
+        the logits are then (N, vocab).
+        """
+        h = self.features(idx, caches, positions, attention_mask, position_ids)  # (B, T, C)
+        if targets is not None and scored_at is not None:
+            h, targets = h.flatten(0, 1).index_select(0, scored_at), targets.reshape(-1).index_select(0, scored_at)
+        logits = self.lm_head(h)  # (B, T, vocab) or (N, vocab)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from tailor.models import compute_loss
+from tailor.models import compute_loss, scored_positions
 from tailor.spec.train import Train
 from tailor.train.checkpoint import Checkpoints
 from tailor.train.losses import IGNORE, Objective
@@ -147,10 +147,14 @@ def _train_step(engine: Engine, batch: Batch, cfg: Train) -> tuple[torch.Tensor,
     for i, rows in enumerate(micro):
         mb = trim(take_rows(batch, rows))
         n = scored(mb)
+        # where next-token targets score only some positions (answers after prompts), the output layer
+        # runs only there; found on the host, like n, so that the step never waits for the device
+        at = scored_positions(mb["targets"]) if "targets" in mb else None
         mb = to_device(mb, engine.device)
+        at = at.to(engine.device, non_blocking=True) if at is not None else None
         sync = contextlib.nullcontext() if i == len(micro) - 1 else acc.no_sync(model)
         with sync, acc.autocast():
-            _, loss, n = compute_loss(model, mb, engine.objective, n)
+            _, loss, n = compute_loss(model, mb, engine.objective, n, at)
             # weight by this micro-batch's share of the scored positions; DDP averages over ranks
             acc.backward(loss * (n * engine.world / n_global))
         loss_sum += loss.detach().double() * n
