@@ -198,3 +198,17 @@ def test_codec_requires_special_tokens(tmp_path):
     Tokenizer(models.BPE()).save(str(tmp_path / "tokenizer.json"))
     with pytest.raises(TailorError, match="lacks the special token"):
         Codec.load(tmp_path)
+
+
+def test_training_texts_are_read_column_by_column_in_record_order():
+    """Every record's fields in turn, list values (token-label inputs) joined by spaces, as records would give."""
+    import pyarrow as pa
+
+    from tailor.tokenizer import _texts
+
+    records = [{"input": ["a", "b"], "output": "x", "n": [1, 2]}, {"input": ["c"], "output": "y", "n": [3]}]
+    table = pa.Table.from_pylist(records)
+    assert _texts(table, ["input", "output"]) == ["a b", "x", "c", "y"]
+    assert _texts(table, ["output"]) == ["x", "y"]
+    assert _texts(table, ["n"]) == ["1 2", "3"]
+    assert _texts(None, ["output"]) == []

@@ -42,8 +42,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(obj: object) -> str:
+    """How artifacts store JSON: indented, keys in their order, anything else as its str()."""
+    return json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
+
+
 def atomic_write_json(path: Path, obj: object) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    atomic_write_text(path, json_text(obj))
 
 
 @contextlib.contextmanager

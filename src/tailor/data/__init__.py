@@ -25,11 +25,17 @@ from tailor.spec import Spec
 from tailor.spec.clean import CLASSIC_STEPS
 from tailor.spec.data import Data
 
-__all__ = ["run_data", "load_split"]
+__all__ = ["run_data", "load_split", "load_table"]
 
 
 def load_split(data_dir: Path, split: str, columns: list[str] | None = None) -> list[dict]:
     """Records of one split written by the data stage (only `columns` of them, when given)."""
+    table = load_table(data_dir, split, columns)
+    return table.to_pylist() if table is not None else []
+
+
+def load_table(data_dir: Path, split: str, columns: list[str] | None = None):
+    """One split as a pyarrow Table (None if it was not written): whole columns without a dict per record."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -37,9 +43,9 @@ def load_split(data_dir: Path, split: str, columns: list[str] | None = None) -> 
 
     path = Path(data_dir) / f"{split}.parquet"
     if not encryption.exists(path):
-        return []
+        return None
     data = pa.BufferReader(encryption.read_bytes(path))  # .enc: decrypted in memory
-    return pq.read_table(data, columns=columns).to_pylist()
+    return pq.read_table(data, columns=columns)
 
 
 class GeneratedCheck:

@@ -8,12 +8,11 @@ that knows the special tokens and how the model was taught to read a prompt.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from tailor.artifacts import atomic_write_json
+from tailor.artifacts import json_text
 from tailor.errors import TailorError
 from tailor.spec import Spec
 from tailor.tokenizer.train import EOS, PAD, SEP, promises_round_trip, train_bpe, train_tokenizer
@@ -164,11 +163,20 @@ def pretrained_tokenizer(source: str) -> tuple[Tokenizer, dict]:
     return tok, config
 
 
-def _texts(records: list[dict], fields: list[str]) -> Iterator[str]:
-    for record in records:
-        for field in fields:
-            value = record[field]
-            yield " ".join(map(str, value)) if isinstance(value, list) else value
+def _texts(table, fields: list[str]) -> list[str]:
+    """Every record's `fields` in record order, read column by column (list values joined by spaces)."""
+    import pyarrow as pa
+
+    if table is None:
+        return []
+    columns = []
+    for field in fields:
+        column = table.column(field)
+        values = column.to_pylist()
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            values = [" ".join(map(str, v)) if isinstance(v, list) else v for v in values]
+        columns.append(values)
+    return columns[0] if len(columns) == 1 else [text for row in zip(*columns) for text in row]
 
 
 def text_fields(spec: Spec) -> list[str]:
@@ -177,28 +185,31 @@ def text_fields(spec: Spec) -> list[str]:
 
 
 def run_tokenizer(spec: Spec, data_dir: Path, out_dir: Path) -> dict:
-    """Write tokenizer.json, tokenizer_config.json and report.json into out_dir."""
-    from tailor.data import load_split
+    """Write tokenizer.json, tokenizer_config.json and report.json into out_dir.
+
+    The files are written plainly: the pipeline commits the stage folder atomically (and syncs it).
+    """
+    from tailor.data import load_table
     from tailor.tokenizer.report import tokenizer_report
 
     fields = text_fields(spec)
-    train = load_split(data_dir, "train", fields)
+    train = _texts(load_table(data_dir, "train", fields), fields)  # a list: tokenizers reads it in batches
     cfg = spec.tokenizer
     if cfg.type == "pretrained":
         tok, config = pretrained_tokenizer(cfg.source or spec.model.base)
     else:
-        texts = list(_texts(train, fields))  # a list: tokenizers reads it in batches, faster than a generator
-        tok = train_tokenizer(lambda: texts, cfg)
+        tok = train_tokenizer(lambda: train, cfg)
         config = {"eos_token": EOS, "pad_token": PAD, "sep_token": SEP}
     tok.save(str(out_dir / "tokenizer.json"))
-    atomic_write_json(out_dir / "tokenizer_config.json", {
+    (out_dir / "tokenizer_config.json").write_text(json_text({
         "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": config["eos_token"], **config,
-        "model_max_length": 1_000_000, "clean_up_tokenization_spaces": False})
+        "model_max_length": 1_000_000, "clean_up_tokenization_spaces": False}), encoding="utf-8")
     codec = Codec(tok, config["eos_token"], config["pad_token"], config["sep_token"], config.get("chat_template"))
-    sample = list(_texts(load_split(data_dir, "validation", fields) or train, fields))
+    validation = load_table(data_dir, "validation", fields)
+    sample = _texts(validation, fields) if validation is not None and validation.num_rows else train
     report = {"type": cfg.type, "vocab_size": codec.vocab_size,
               "round_trip_promised": cfg.type != "pretrained" and promises_round_trip(cfg),
               **tokenizer_report(codec.tokenizer, cfg.type, sample)}
-    atomic_write_json(out_dir / "report.json", report)
+    (out_dir / "report.json").write_text(json_text(report), encoding="utf-8")
     return {k: report[k] for k in ("type", "vocab_size", "tokens_per_word", "tokens_per_byte", "unknown_rate",
                                    "fallback_rate")}

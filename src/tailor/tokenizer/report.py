@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 
 from tokenizers import Tokenizer
@@ -33,7 +34,8 @@ def fallback_ids(tok: Tokenizer, kind: str, ids: list[int]) -> set[int]:
 def tokenizer_report(tok: Tokenizer, kind: str, texts: list[str], top: int = 20) -> dict:
     """Tokens per word and per byte, unknown and fallback rates, round trips, longest and most frequent tokens."""
     texts = sample_texts(texts)
-    encodings = tok.encode_batch(texts, add_special_tokens=False)
+    # only the ids are read: the fast batch encoder skips the offsets (older tokenizers lack it)
+    encodings = getattr(tok, "encode_batch_fast", tok.encode_batch)(texts, add_special_tokens=False)
     counts: Counter[int] = Counter()
     for e in encodings:
         counts.update(e.ids)
@@ -48,7 +50,7 @@ def tokenizer_report(tok: Tokenizer, kind: str, texts: list[str], top: int = 20)
     reserved = {t.content for t in tok.get_added_tokens_decoder().values()} | set(UNK.values())
     vocab = {p: i for p, i in tok.get_vocab(with_added_tokens=False).items() if p not in reserved}
     # rank by the stored piece (a byte-level piece has one character per byte), then by its text
-    candidates = sorted(vocab, key=lambda piece: (-len(piece), piece))[:top * 3]
+    candidates = heapq.nsmallest(top * 3, vocab, key=lambda piece: (-len(piece), piece))
     longest = sorted(candidates, key=lambda piece: (-len(tok.decode([vocab[piece]])), piece))[:top]
     return {
         "sample": {"texts": len(texts), "bytes": n_bytes, "words": n_words, "tokens": n_tokens},
