@@ -47,6 +47,22 @@ def test_classification_loss_is_cross_entropy_over_labels():
     assert n == 2 and logits.shape == (2, 3)
 
 
+def test_a_head_is_read_through_a_ddp_wrapper(tmp_path):
+    """Under several processes the model is DistributedDataParallel, which passes no attributes through."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        model = with_head(transformer(), "classification", LABELS).eval()
+        wrapped = torch.nn.parallel.DistributedDataParallel(model)
+        assert not hasattr(wrapped, "tailor_head")
+        assert head_of(wrapped) == "classification" and labels_of(wrapped) == LABELS
+        batch = {**BATCH, "labels": torch.tensor([2, 0])}
+        torch.testing.assert_close(compute_loss(wrapped, batch)[1], compute_loss(model, batch)[1])
+    finally:
+        dist.destroy_process_group()
+
+
 def test_regression_loss_is_mean_squared_error():
     model = with_head(lstm(), "regression", None).eval()
     batch = {**BATCH, "labels": torch.tensor([1.5, -2.0])}

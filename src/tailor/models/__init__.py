@@ -30,7 +30,13 @@ LABEL_HEADS = ("classification", "token_classification")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The model under a LoRA (peft) wrapper."""
+    """The model under a DistributedDataParallel and a LoRA (peft) wrapper.
+
+    DDP, unlike torch.compile's and FSDP's wrappers, does not pass attribute reads through, so the
+    head, labels and family would otherwise read as the defaults under several processes.
+    """
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
