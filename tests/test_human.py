@@ -204,6 +204,7 @@ def browser(tmp_path):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     driver.set_page_load_timeout(30)
+    driver.implicitly_wait(15)  # a click that navigates may return before the next page's elements exist
     yield driver
     driver.quit()
 
