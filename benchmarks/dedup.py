@@ -133,7 +133,9 @@ def child(which: str, folder: Path) -> None:
 
 def measure(which: str, folder: Path) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", which, "--workdir", str(folder)],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"{which} failed:\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["removed"] = set(json.loads((folder / f"{which}-removed.json").read_text()))
     return result
