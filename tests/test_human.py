@@ -211,7 +211,6 @@ def browser(tmp_path):
 
 def test_rating_page_in_headless_chromium(rating_server, browser):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     url, db, good, bad = rating_server
@@ -227,9 +226,12 @@ def test_rating_page_in_headless_chromium(rating_server, browser):
         browser.find_element(By.ID, f"fluency_{best}-5").click()
         browser.find_element(By.ID, f"fluency_{other}-2").click()
         browser.find_element(By.ID, f"winner-{best}").click()
-        submit = browser.find_element(By.ID, "submit")
-        submit.click()
-        WebDriverWait(browser, 20).until(expected_conditions.staleness_of(submit))  # the next page has loaded
+        before = browser.current_url
+        browser.find_element(By.ID, "submit").click()
+        # the next item (or the closing page) has its own address; wait until it has loaded. (Waiting for the old
+        # button to go stale races chromedriver, which may report a node of the old document as an unknown error.)
+        WebDriverWait(browser, 20).until(
+            lambda d: d.current_url != before and d.execute_script("return document.readyState") == "complete")
     assert "Thank you, dana" in browser.find_element(By.ID, "done").text
     with connect(db) as con:
         res = study_results(con, "ab")
