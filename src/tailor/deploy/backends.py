@@ -86,20 +86,25 @@ def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
     return ids, mask
 
 
+def _load_own(backend, folder: Path, device: str) -> None:
+    """Give a backend one of our model folders: the model, the prompt format it was trained on, its limits and ids."""
+    from tailor.models import load_model
+
+    backend.folder = Path(folder)
+    backend.format = PromptFormat(backend.folder)
+    backend.model = load_model(backend.folder, device).eval()
+    backend.device = device
+    backend.block_size = backend.model.config.block_size
+    backend.eos_ids, backend.pad_id, backend.name = backend.format.eos_ids, backend.format.pad_id, backend.format.name
+
+
 class TailorBackend:
     """Our Transformer (a Tailor model folder) with its tokenizer and the prompt format it was trained on."""
 
     kind, generates = "tailor", True
 
     def __init__(self, folder: Path, device: str = "cpu"):
-        from tailor.models import load_model
-
-        self.folder = Path(folder)
-        self.format = PromptFormat(self.folder)
-        self.model = load_model(self.folder, device).eval()
-        self.device = device
-        self.block_size = self.model.config.block_size
-        self.eos_ids, self.pad_id, self.name = self.format.eos_ids, self.format.pad_id, self.format.name
+        _load_own(self, folder, device)
 
     @torch.no_grad()
     def prefill(self, rows: list[list[int]]) -> tuple[KVState, torch.Tensor]:
@@ -132,14 +137,7 @@ class RecurrentBackend:
     kind, generates = "recurrent", True
 
     def __init__(self, folder: Path, device: str = "cpu"):
-        from tailor.models import load_model
-
-        self.folder = Path(folder)
-        self.format = PromptFormat(self.folder)
-        self.model = load_model(self.folder, device).eval()
-        self.device = device
-        self.block_size = self.model.config.block_size
-        self.eos_ids, self.pad_id, self.name = self.format.eos_ids, self.format.pad_id, self.format.name
+        _load_own(self, folder, device)
         self._lstm = self.model.config.cell == "lstm"
 
     def _model_state(self, state: RecurrentState):

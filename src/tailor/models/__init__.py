@@ -176,7 +176,7 @@ def compute_loss(model: nn.Module, batch: dict[str, torch.Tensor], objective: Ob
     device synchronisation. `scored_at` (scored_positions of the targets) lets a language model
     compute its output layer and loss only where the targets score, the largest saving when the
     loss is on short answers after long prompts over a large vocabulary; its logits are then
-    (N, vocab) for those positions (a compiled model still computes them all).
+    (N, vocab) for those positions (a compiled transformers model still computes them all).
     """
     objective = objective or Objective()
     head = head_of(model)
@@ -190,16 +190,16 @@ def compute_loss(model: nn.Module, batch: dict[str, torch.Tensor], objective: Ob
                 # a block-diagonal causal mask; with one (its default) attention would cross the examples of a row
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
                                position_ids=batch.get("position_ids"), use_cache=False).logits
-            if gather:
-                targets = targets.reshape(-1).index_select(0, scored_at)
-        elif objective.plain:
-            # our families score themselves in forward, so that under torch.compile the loss (and its
-            # float32 softmax over the vocabulary) fuses with the output layer
-            logits, loss = model(batch["input_ids"], targets=targets, position_ids=batch.get("position_ids"),
-                                 scored_at=scored_at)
-            return logits, loss, scored if scored is not None else int((targets != IGNORE).sum())
         else:
-            logits, _ = model(batch["input_ids"], position_ids=batch.get("position_ids"))
+            gather = scored_at is not None
+            # our families score themselves in forward (plain cross-entropy), so that under torch.compile the
+            # loss and its float32 softmax over the vocabulary fuse with the output layer
+            logits, loss = model(batch["input_ids"], targets=targets if objective.plain else None,
+                                 position_ids=batch.get("position_ids"), scored_at=scored_at)
+            if objective.plain:
+                return logits, loss, scored if scored is not None else int((targets != IGNORE).sum())
+        if gather:
+            targets = targets.reshape(-1).index_select(0, scored_at)
         loss, n = objective.cross_entropy(logits, targets, scored)
         return logits, loss, n
     logits = logits_of(model, batch)

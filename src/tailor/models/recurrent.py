@@ -85,11 +85,11 @@ class Recurrent(nn.Module):
         if position_ids is not None:
             raise TailorError("train.packing: a recurrent model carries its state along a whole row, so examples "
                               "packed into one row would leak into each other; set train.packing: false")
-        if targets is None or scored_at is None:
+        if scored_at is None:
             logits, _ = self.step(idx, state)
         else:
-            h = self.hidden(idx, state)[0].flatten(0, 1).index_select(0, scored_at)
-            logits, targets = self.lm_head(h), targets.reshape(-1).index_select(0, scored_at)
+            logits = self.lm_head(self.hidden(idx, state)[0].flatten(0, 1).index_select(0, scored_at))
+            targets = targets.reshape(-1).index_select(0, scored_at) if targets is not None else None
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100)

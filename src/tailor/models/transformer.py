@@ -266,8 +266,9 @@ class Transformer(nn.Module):
         the logits are then (N, vocab).
         """
         h = self.features(idx, caches, positions, attention_mask, position_ids)  # (B, T, C)
-        if targets is not None and scored_at is not None:
-            h, targets = h.flatten(0, 1).index_select(0, scored_at), targets.reshape(-1).index_select(0, scored_at)
+        if scored_at is not None:
+            h = h.flatten(0, 1).index_select(0, scored_at)
+            targets = targets.reshape(-1).index_select(0, scored_at) if targets is not None else None
         logits = self.lm_head(h)  # (B, T, vocab) or (N, vocab)
         loss = None
         if targets is not None:

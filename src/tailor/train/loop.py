@@ -146,10 +146,10 @@ def _train_step(engine: Engine, batch: Batch, cfg: Train) -> tuple[torch.Tensor,
     tokens = 0
     for i, rows in enumerate(micro):
         mb = trim(take_rows(batch, rows))
-        n = scored(mb)
         # where next-token targets score only some positions (answers after prompts), the output layer
         # runs only there; found on the host, like n, so that the step never waits for the device
         at = scored_positions(mb["targets"]) if "targets" in mb else None
+        n = scored(mb) if at is None else len(at)
         mb = to_device(mb, engine.device)
         at = at.to(engine.device, non_blocking=True) if at is not None else None
         sync = contextlib.nullcontext() if i == len(micro) - 1 else acc.no_sync(model)

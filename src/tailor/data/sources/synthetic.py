@@ -72,8 +72,9 @@ def _contexts(source: SyntheticSource, where: str, keep=None) -> Iterator[dict]:
 
     if source.count is None:
         for picks in itertools.product(*axes):
-            if keep is None or keep(context(list(picks))):
-                yield context(list(picks))
+            ctx = context(list(picks))
+            if keep is None or keep(ctx):
+                yield ctx
         return
     total, made = math.prod(map(len, axes)), 0
     for index in _random_order(total, random.Random(source.seed)):
@@ -121,12 +122,14 @@ def render_templates(source: SyntheticSource, where: str) -> Iterator[tuple[str,
     rng = random.Random()
     env.globals.update(pick=lambda seq: rng.choice(list(seq)), bucket=bucket)
     env.filters["typo"] = lambda text, rate=0.1: typo(str(text), float(rate), rng)
-    try:
-        templates = {field: env.from_string(text) for field, text in (source.templates or {}).items()}
-        when = env.compile_expression(source.when) if source.when else None
-    except jinja2.TemplateSyntaxError as e:
-        name = "when" if source.when and e.source == source.when else "templates"
-        raise TailorError(f"{where}.{name}: line {e.lineno}: {e.message}") from None
+    def compiled(name: str, build):
+        try:
+            return build()
+        except jinja2.TemplateSyntaxError as e:
+            raise TailorError(f"{where}.{name}: line {e.lineno}: {e.message}") from None
+
+    templates = compiled("templates", lambda: {f: env.from_string(t) for f, t in (source.templates or {}).items()})
+    when = compiled("when", lambda: env.compile_expression(source.when)) if source.when else None
 
     def keep(context: dict) -> bool:
         try:
