@@ -216,7 +216,7 @@ def test_label_model_scores_match_a_plain_forward_pass(tiny_lm):
 def test_label_model_prelabels_for_review_in_label_studio_tasks(tiny_lm, tmp_path):
     import json
 
-    from tailor.data import run_data
+    from tailor.data import STAGE as DATA_STAGE
     from tailor.spec import parse_spec
 
     (tmp_path / "t.jsonl").write_text('{"text": "money back please", "label": null}\n{"text": "where my parcel", "label": "shipping"}\n')
@@ -231,7 +231,7 @@ data:
 """, "s.yaml", tmp_path)
     out = tmp_path / "out"
     out.mkdir()
-    report = run_data(spec, out)
+    report = DATA_STAGE.call(spec, out)
     assert {s["step"]: s["counts"] for s in report["steps"]}["label_model"].keys() <= {f"suggested {x}" for x in ("refund", "shipping", "other")}
     tasks = json.loads((out / "label_studio.json").read_text())
     first, second = tasks

@@ -31,7 +31,7 @@ def test_predictions_parquet_has_one_row_per_example(finished_run):
 
 
 def test_loss_from_examples_equals_the_training_loop_evaluation(finished_run):
-    from tailor.data import load_split
+    from tailor.splits import load_split
     from tailor.inference import Generator
     from tailor.train.batches import make_batches
     from tailor.train.loop import evaluate_loss

@@ -18,7 +18,7 @@ import os
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tailor.deploy.generation import Params
+from tailor.inference.generation import Params
 
 PORTS = {"sagemaker": 8080, "vertex": 8080, "azure": 5001}
 

@@ -98,7 +98,7 @@ def export_onnx_folder(model_dir: Path, out: Path, int8: bool, held_out: list[di
     """model.onnx (+ model.int8.onnx) with the tokenizer; report.json says how int8 changed accuracy."""
     import shutil
 
-    from tailor.deploy.manifest import write_manifest
+    from tailor.manifest import write_manifest
     from tailor.models import context_length, head_of, load_model
 
     model = load_model(model_dir).eval()

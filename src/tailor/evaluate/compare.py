@@ -10,9 +10,9 @@ from pathlib import Path
 from tailor.errors import TailorError
 from tailor.evaluate.bootstrap import difference
 from tailor.evaluate.metrics import metric_columns
-from tailor.evaluate.page import document, esc, fmt_interval, table
+from tailor.page import document, esc, fmt_interval, table
 from tailor.evaluate.predictions import METRICS, read_predictions
-from tailor.evaluate.sections import higher_is_better
+from tailor.spec.metrics import higher_is_better
 from tailor.spec.evaluate import Bootstrap
 
 

@@ -21,8 +21,14 @@ from tailor.artifacts import atomic_write_json
 from tailor.errors import TailorError
 from tailor.models.heads import SequenceHead, TokenHead
 from tailor.models.recurrent import Recurrent, RecurrentConfig
-from tailor.models.transformer import Transformer, TransformerConfig, sample_next
-from tailor.train.losses import IGNORE, Objective
+from tailor.models.transformer import Transformer, TransformerConfig
+from tailor.sampling import sample_next
+from tailor.labels import IGNORE
+from tailor.models.losses import Objective
+from tailor.spec.data import Fields
+from tailor.spec.model import ModelSpec
+from tailor.spec.problem import Constraints
+from tailor.stage import Stage
 
 MODEL_TYPE = "tailor-transformer"
 FAMILIES = {MODEL_TYPE: (Transformer, TransformerConfig), "tailor-recurrent": (Recurrent, RecurrentConfig)}
@@ -113,7 +119,7 @@ def load_model(folder: Path, device: str | torch.device = "cpu") -> nn.Module:
     else:  # encrypted at rest: decrypted in memory only
         from safetensors.torch import load as load_bytes
 
-        from tailor.deploy.encryption import read_bytes
+        from tailor.encryption import read_bytes
 
         result = model.load_state_dict(load_bytes(read_bytes(weights)), strict=False)
         # tied weights are stored once, under one of their names: a name may be missing if another of its tensor's came
@@ -236,11 +242,17 @@ def generate_ids(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, tempe
     return seq
 
 
-def run_model(spec, data_dir: Path, tokenizer_dir: Path, out_dir: Path) -> dict:
-    """Build the initial model (seeded) into out_dir: from scratch or from a pretrained base."""
+def run_model(out: Path, *, model: ModelSpec, fields: Fields, output: str, constraints: Constraints,
+              max_time: float | None, data_dir: Path, tokenizer_dir: Path, progress=None) -> dict:
+    """Build the initial network (seeded) into `out`: from scratch or from a pretrained base."""
     from tailor.models.build import build_model
 
-    model, report = build_model(spec, data_dir, tokenizer_dir)
-    save_model(model, out_dir)
-    atomic_write_json(out_dir / "report.json", report)
+    net, report = build_model(model, fields, output, constraints, max_time, data_dir, tokenizer_dir)
+    save_model(net, Path(out))
+    atomic_write_json(Path(out) / "report.json", report)
     return report
+
+
+STAGE = Stage("model", run=run_model, upstream=("data", "tokenizer"),
+              reads={"model": "model", "fields": "data.fields", "output": "problem.output",
+                     "constraints": "problem.constraints", "max_time": "train.max_time"})

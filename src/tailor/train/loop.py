@@ -22,7 +22,7 @@ import torch
 from tailor.models import compute_loss, scored_positions
 from tailor.spec.train import Train
 from tailor.train.checkpoint import Checkpoints
-from tailor.train.losses import IGNORE, Objective
+from tailor.models.losses import IGNORE, Objective
 from tailor.train.monitor import Monitor
 from tailor.train.optim import set_lr
 from tailor.train.schedule import lr_at

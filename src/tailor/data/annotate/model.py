@@ -21,7 +21,7 @@ class LabelModel:
                  max_chars: int = 2000):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from tailor.models.presets import resolve_source
+        from tailor.presets import resolve_source
 
         folder, gguf = resolve_source(model)
         try:

@@ -177,7 +177,7 @@ def generate_with_model(source: SyntheticSource, fields: list[str], where: str) 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tailor.models.presets import resolve_source
+    from tailor.presets import resolve_source
 
     seeds = _seeds(source, fields, where)
     folder, gguf = resolve_source(str(source.model))

@@ -11,9 +11,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from tailor.deploy.backends import load_backend
-from tailor.deploy.engine import Engine
-from tailor.deploy.manifest import verify_manifest
+from tailor.inference.backends import load_backend
+from tailor.inference.engine import Engine
+from tailor.manifest import verify_manifest
 from tailor.errors import TailorError
 from tailor.inference import resolve_model_dir
 

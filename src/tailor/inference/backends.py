@@ -1,7 +1,7 @@
 """The model side of batched decoding: prefill a batch of prompts, step it one token at a time, and
 drop or add rows between steps. One backend per family: our Transformer and a transformers causal
 LM (a key/value cache), our recurrent networks (a recurrent state); task-head models classify
-(tailor.deploy.classifier).
+(tailor.inference.classifier).
 
 Every backend has a `name`, `block_size`, `eos_ids`, `generates`, a `format` (the text side:
 `encode_prompt`, `encode_chat`, `decode`, `tokens_of`; a Tailor-trained model's PromptFormat, else
@@ -264,7 +264,7 @@ def load_backend(folder: Path, device: str = "cpu"):
     ours = config.get("model_type") in FAMILIES
     head = config.get("head", "causal_lm") if ours else head_from_config(config)
     if head != "causal_lm":
-        from tailor.deploy.classifier import ClassifierBackend
+        from tailor.inference.classifier import ClassifierBackend
 
         return ClassifierBackend(folder, device)
     if config.get("model_type") == MODEL_TYPE:

@@ -3,7 +3,7 @@
 The evaluate stage answers its questions here, so `p50_latency_ms`/`p95_latency_ms` measure what a
 user of the server sees without the network: the model loaded as the server loads it, the
 request formatted, queued, batched with whatever else is in flight, decoded and detokenized by the
-same engine and code path (`tailor.deploy.generation.complete`), with `concurrency` requests in
+same engine and code path (`tailor.inference.generation.complete`), with `concurrency` requests in
 flight at once (1: one at a time).
 """
 
@@ -36,8 +36,8 @@ def answer_in_process(folder: Path, prompts: list[str], max_new_tokens: int, tem
                       max_queue: int = 64, warmup: int = 2, device: str = "cpu",
                       on_answer: Callable[[], None] | None = None) -> tuple[list[Answer], dict]:
     """Answer every prompt through a serving engine of the model folder; (answers, the settings measured with)."""
-    from tailor.deploy.generation import Params, complete
-    from tailor.deploy.host import ModelHost
+    from tailor.inference.generation import Params, complete
+    from tailor.inference.host import ModelHost
 
     if concurrency > max_batch + max_queue:
         raise TailorError(f"evaluate.latency.concurrency ({concurrency}) is more than the server takes at once "
