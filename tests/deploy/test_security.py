@@ -114,7 +114,7 @@ def test_cors_is_off_unless_configured(chatty_model, tmp_path, served_chatty):
 
 
 def test_a_tampered_model_folder_is_refused(chatty_model, tmp_path):
-    from tailor.inference.host import ModelHost
+    from tailor.deploy.host import ModelHost
 
     for change in ("weights", "tokenizer", "extra", "manifest-gone"):
         folder = tmp_path / change
@@ -162,7 +162,7 @@ def test_keystore_rejects_malformed_keys(tmp_path):
 
 def test_encrypted_model_and_data_are_served_and_read_from_memory_only(finished_run, tmp_path, monkeypatch):
     from tailor.splits import load_split
-    from tailor.inference.host import ModelHost
+    from tailor.deploy.host import ModelHost
     from tailor.inference import Generator
 
     _, run_dir = finished_run

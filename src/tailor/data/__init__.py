@@ -16,7 +16,7 @@ from typing import IO
 from rich.progress import Progress
 
 from tailor.artifacts import atomic_write_json, sha256_file
-from tailor.data.clean import build_steps
+from tailor.data.clean import build_steps, step_files
 from tailor.data.annotate.label_studio import write_tasks
 from tailor.data.engine import clean_shards, read_chunks
 from tailor.data.sources import DROP_KEY, SOURCE_INDEX_KEY, SOURCE_KEY, SPLIT_KEY, Reject, new_report, read_source, source_files
@@ -126,11 +126,7 @@ def run_data(out: Path, *, data: Data, output: str, progress: Progress | None = 
 def data_files(project: Path, data: Data, output: str) -> dict[str, str]:
     """sha256 of every local file the sources and cleaning steps read (e.g. label_join's labels)."""
     files = {str(p): sha256_file(p) for i, s in enumerate(data.sources) for p in source_files(s, f"data.sources[{i}]")}
-    for step in data.clean:
-        for options in step.values():
-            if isinstance(options.get("path"), str) and Path(options["path"]).is_file():
-                files[options["path"]] = sha256_file(Path(options["path"]))
-    return files
+    return files | {path: sha256_file(Path(path)) if Path(path).is_file() else None for path in step_files(data)}
 
 
 STAGE = Stage("data", run=run_data, reads={"data": "data", "output": "problem.output"}, files=data_files)

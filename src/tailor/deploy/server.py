@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from tailor.deploy.auth import KeyInfo, KeyStore
 from tailor.deploy.feedback import FeedbackStore
 from tailor.inference.generation import Busy, Params, Result, TimedOut, classify, complete, generate
-from tailor.inference.host import ModelHost
+from tailor.deploy.host import ModelHost
 from tailor.deploy.limits import BodyLimit, RateLimiter
 from tailor.deploy.monitor import Alerter, Metrics, RequestWindow
 from tailor.deploy.schemas import ChatRequest, ClassifyRequest, CompletionRequest, FeedbackRequest

@@ -37,12 +37,12 @@ def answer_in_process(folder: Path, prompts: list[str], max_new_tokens: int, tem
                       on_answer: Callable[[], None] | None = None) -> tuple[list[Answer], dict]:
     """Answer every prompt through a serving engine of the model folder; (answers, the settings measured with)."""
     from tailor.inference.generation import Params, complete
-    from tailor.inference.host import ModelHost
+    from tailor.inference.served import OneModel, load_engine
 
     if concurrency > max_batch + max_queue:
         raise TailorError(f"evaluate.latency.concurrency ({concurrency}) is more than the server takes at once "
                           f"(deploy.serve.limits max_batch + max_queue = {max_batch + max_queue}): it would answer 429")
-    host = ModelHost(str(folder), None, max_batch, max_queue, device)
+    host = OneModel(load_engine(Path(folder), Path(folder).name, max_batch, max_queue, device))
     backend = host.engine.backend
     if not backend.generates:
         host.stop()

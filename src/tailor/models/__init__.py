@@ -242,17 +242,23 @@ def generate_ids(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, tempe
     return seq
 
 
-def run_model(out: Path, *, model: ModelSpec, fields: Fields, output: str, constraints: Constraints,
-              max_time: float | None, data_dir: Path, tokenizer_dir: Path, progress=None) -> dict:
-    """Build the initial network (seeded) into `out`: from scratch or from a pretrained base."""
+def run_model(out: Path, *, base: str, head: str, arch, pooling: str, seed: int, fields: Fields, output: str,
+              constraints: Constraints, max_time: float | None, data_dir: Path, tokenizer_dir: Path,
+              progress=None) -> dict:
+    """Build the initial network (seeded) into `out`: from scratch or from a pretrained base.
+
+    base, head, arch, pooling, seed: the model section but `adapt` (which the train stage reads).
+    """
     from tailor.models.build import build_model
 
-    net, report = build_model(model, fields, output, constraints, max_time, data_dir, tokenizer_dir)
+    spec = ModelSpec(base=base, head=head, arch=arch, pooling=pooling, seed=seed)
+    net, report = build_model(spec, fields, output, constraints, max_time, data_dir, tokenizer_dir)
     save_model(net, Path(out))
     atomic_write_json(Path(out) / "report.json", report)
     return report
 
 
 STAGE = Stage("model", run=run_model, upstream=("data", "tokenizer"),
-              reads={"model": "model", "fields": "data.fields", "output": "problem.output",
+              reads={**{k: f"model.{k}" for k in ("base", "head", "arch", "pooling", "seed")},
+                     "fields": "data.fields", "output": "problem.output",
                      "constraints": "problem.constraints", "max_time": "train.max_time"})

@@ -85,6 +85,11 @@ def better(key: str, a: float, b: float, min_delta: float = 0.0) -> bool:
     return a > b + min_delta if higher_is_better(key) else a < b - min_delta
 
 
+def improves(key: str, delta: float) -> bool:
+    """Whether a change of `delta` (new minus old) in the metric is an improvement."""
+    return delta > 0 if higher_is_better(key) else delta < 0
+
+
 def for_output(output: str) -> tuple[str, ...]:
     """Names of the metrics the evaluate stage measures for a problem.output, in table order."""
     return tuple(name for name, m in TABLE.items() if output in m.outputs)

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from tailor.models import compute_loss, scored_positions
+from tailor.spec.metrics import better
 from tailor.spec.train import Train
 from tailor.train.checkpoint import Checkpoints
 from tailor.models.losses import IGNORE, Objective
@@ -166,13 +167,16 @@ def _train_step(engine: Engine, batch: Batch, cfg: Train) -> tuple[torch.Tensor,
     return loss_sum / n_global, tokens
 
 
-def _improved(value: float, best: float | None, cfg: Train) -> bool:
+def improved(value: float, best: float | None, cfg: Train) -> bool:
+    """Whether a validation value beats the best so far, in the watched metric's direction (the metric table's)."""
     if best is None:
         return math.isfinite(value)
     es = cfg.early_stopping
-    delta = es.min_delta if es else 0.0
-    maximize = es.maximize if es else False
-    return value > best + delta if maximize else value < best - delta
+    if es is None:
+        return value < best  # the watched metric is validation/loss
+    if es.mode != "auto":
+        return value > best + es.min_delta if es.mode == "max" else value < best - es.min_delta
+    return better(es.metric, value, best, es.min_delta)
 
 
 def train_loop(engine: Engine, train_batches: Callable[[int], Batch], val_batches, cfg: Train, max_steps: int,
@@ -253,7 +257,7 @@ def train_loop(engine: Engine, train_batches: Callable[[int], Batch], val_batche
                            "elapsed_s": round(state.seconds + time.perf_counter() - start, 3)})
             if (hook := VALIDATION_HOOK.get()) is not None:
                 hook(done, values)
-            if _improved(values[metric], state.best, cfg):
+            if improved(values[metric], state.best, cfg):
                 state.best, state.best_step, state.stale = values[metric], done, 0
                 if (cfg.checkpoints.keep_best or cfg.early_stopping) and not save(done):
                     stopped = diverged("weights", done)
