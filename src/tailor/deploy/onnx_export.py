@@ -22,11 +22,11 @@ class LogitsOnly(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module):
         from tailor.models import backbone_of, is_hf
-        from tailor.models.recurrent import Recurrent
+        from tailor.models.family import StatefulDecoder
 
         super().__init__()
         self.model = model
-        self.kind = "hf" if is_hf(model) else "recurrent" if isinstance(backbone_of(model), Recurrent) else "tailor"
+        self.kind = "hf" if is_hf(model) else "recurrent" if isinstance(backbone_of(model), StatefulDecoder) else "tailor"
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)

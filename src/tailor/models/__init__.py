@@ -8,7 +8,6 @@ loads as it is). `compute_loss(model, batch)` serves them all, whatever the head
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 from pathlib import Path
 
@@ -19,10 +18,10 @@ from safetensors.torch import save_model as save_weights
 
 from tailor.artifacts import atomic_write_json
 from tailor.errors import TailorError
+from tailor.models.family import Backbone
 from tailor.models.heads import SequenceHead, TokenHead
 from tailor.models.recurrent import Recurrent, RecurrentConfig
 from tailor.models.transformer import Transformer, TransformerConfig
-from tailor.sampling import sample_next
 from tailor.labels import IGNORE
 from tailor.models.losses import Objective
 from tailor.spec.data import Fields
@@ -188,7 +187,7 @@ def compute_loss(model: nn.Module, batch: dict[str, torch.Tensor], objective: Ob
     head = head_of(model)
     if head == "causal_lm":
         targets = batch["targets"]
-        if is_hf(model):
+        if not isinstance(backbone_of(unwrap(model)), Backbone):  # a transformers model
             # a compiled graph would not see the hook: it keeps its full output layer
             gather = scored_at is not None and not hasattr(model, "_orig_mod")
             with _output_layer_at(model, scored_at) if gather else contextlib.nullcontext():
@@ -213,33 +212,6 @@ def compute_loss(model: nn.Module, batch: dict[str, torch.Tensor], objective: Ob
     loss, n = (objective.mse(logits.squeeze(-1), labels) if head == "regression"
                else objective.cross_entropy(logits, labels, scored))
     return logits, loss, n
-
-
-@torch.no_grad()
-def generate_ids(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
-                 top_p: float = 1.0, stop_ids: set[int] | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Continue idx (1, T) with any causal language model, reusing its key/value cache or state."""
-    if head_of(model) != "causal_lm":
-        raise TailorError(f"this model has a {head_of(model)} head: it predicts labels or scores for a text "
-                          "and does not generate; its predictions are in the run's evaluate/predictions.parquet")
-    if not is_hf(model):
-        return model.generate(idx, max_new_tokens, temperature, top_p, stop_ids, generator)
-    limit = context_length(model)
-    # transformers 5 names the key/value cache `cache`; earlier versions `past_key_values`
-    cache_arg = "cache" if "cache" in inspect.signature(unwrap(model).forward).parameters else "past_key_values"
-    out = model(input_ids=idx, use_cache=True)
-    seq = idx
-    for _ in range(max_new_tokens):
-        if seq.shape[1] >= limit:
-            break
-        next_id = sample_next(out.logits[:, -1, :], temperature, top_p, generator)  # (1, 1)
-        seq = torch.cat([seq, next_id], dim=1)
-        if stop_ids and next_id.item() in stop_ids:
-            break
-        cache = next(v for k, v in out.items() if k in ("cache", "past_key_values"))
-        out = model(input_ids=next_id, use_cache=True, **{cache_arg: cache})
-    return seq
 
 
 def run_model(out: Path, *, base: str, head: str, arch, pooling: str, seed: int, fields: Fields, output: str,

@@ -224,6 +224,10 @@ class Transformer(nn.Module):
     def hidden_size(self) -> int:
         return self.config.n_embd
 
+    def new_caches(self) -> list[dict]:
+        """Empty key/value caches, one per block, that forward(caches=...) fills as it decodes."""
+        return [{} for _ in self.h]
+
     def features(self, idx: torch.Tensor, caches: list[dict] | None = None, positions: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Final normalised hidden states (B, T, C): what the LM head and the task heads read.
