@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tailor.spec.metrics import improves
+from tailor.spec.metrics import improves, metric
 from tailor.page import esc, fmt_interval, img, png, pyplot, table
 
 def targets_section(targets: list[dict]) -> str:
@@ -20,16 +20,16 @@ def metrics_section(results: dict) -> str:
     metrics, intervals = results["metrics"], results["intervals"]
     boot = results["bootstrap"]
     out = (f"<h2>Metrics</h2><p class='dim'>Intervals: {boot['confidence']:.0%} percentile bootstrap over examples, "
-           f"{boot['samples']} resamples (seed {boot['seed']}). BLEU and chrF are on sacrebleu's 0–100 scale; "
-           "ROUGE is the mean F-measure; loss is nats per scored token.</p>")
+           f"{boot['samples']} resamples (seed {boot['seed']}).</p>")
     splits = list(dict.fromkeys(k.split("/")[0] for k in metrics))
     for split in splits:
         keys = [k for k in metrics if k.startswith(split + "/") and k.split("/")[1] not in ("tokens", "examples")]
         counts = ", ".join(f"{k.split('/')[1]} {int(metrics[k])}" for k in (f"{split}/examples", f"{split}/tokens")
                            if k in metrics)
         out += f"<h3>{esc(split)} <span class='dim'>({counts})</span></h3>"
-        out += table(["metric", "value", "interval"], [[k.split("/")[1], metrics[k], fmt_interval(intervals.get(k))]
-                                                       for k in keys])
+        out += table(["metric", "value", "interval", "scale", "better"],
+                     [[k.split("/")[1], metrics[k], fmt_interval(intervals.get(k)), metric(k).scale,
+                       "higher" if metric(k).higher_is_better else "lower"] for k in keys])
     gen = results.get("generation")
     if gen:
         cap = results.get("max_examples")
