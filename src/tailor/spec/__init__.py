@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from tailor.errors import TailorError
-from tailor.spec.base import Strict
+from tailor.spec.base import NAME_PATTERN, Strict
 from tailor.spec.data import Data, Source
 from tailor.spec.deploy import Deploy
 from tailor.spec.evaluate import GENERATED, METRICS, Evaluate
@@ -26,7 +26,7 @@ __all__ = ["Spec", "load_spec", "parse_spec", "dump_spec", "Target"]
 
 
 class Spec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="names the run folder")
+    name: str = Field(pattern=NAME_PATTERN, description="names the run folder")
     problem: Problem
     data: Data
     tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
