@@ -21,6 +21,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def private_file(path: Path) -> Path:
+    """Make sure path exists and only its owner may read or write it (a database of keys, ratings, feedback)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        os.chmod(path, 0o600)  # one made by an earlier version, readable by everyone
+    return path
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write data so that path holds either its old content or all of the new, never a part."""
     path = Path(path)

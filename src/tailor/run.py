@@ -130,11 +130,14 @@ def spec_hash(spec: Spec) -> str:
 
 
 def read_marker(folder: Path) -> dict | None:
+    """A finished stage's marker (decrypted in memory when `tailor encrypt` sealed it), or None."""
+    from tailor.deploy import encryption
+
     path = folder / MARKER
-    if not path.is_file():
+    if not encryption.exists(path):
         return None
     try:
-        return json.loads(path.read_text())
+        return json.loads(encryption.read_text(path))
     except json.JSONDecodeError:
         return None
 

@@ -1,8 +1,10 @@
 """Encryption at rest: AES-256-GCM with a key from the environment (TAILOR_DATA_KEY), decrypted only in memory.
 
-`tailor encrypt PATH` replaces each weight, tokenizer and data file with `<name>.enc`; loaders read
-an `.enc` file through `read_bytes`, so the plaintext never touches the disk again. A wrong key or a
-changed byte fails the authentication tag and stops the load.
+`tailor encrypt PATH` replaces every file with `<name>.enc` (weights, tokenizers, data splits, predictions,
+error samples, reports, stage markers, plots, checkpoints), except the few in PLAINTEXT, which hold no
+records and must be readable before a key is at hand; loaders read an `.enc` file through `read_bytes`,
+so the plaintext never touches the disk again. A wrong key or a changed byte fails the authentication
+tag and stops the load.
 """
 
 from __future__ import annotations
@@ -17,7 +19,17 @@ from tailor.errors import TailorError
 ENV = "TAILOR_DATA_KEY"
 MAGIC = b"TAILOR-AESGCM-1\n"
 SUFFIX = ".enc"
-ENCRYPTED = (".safetensors", ".parquet", ".jsonl", ".csv", ".tsv", ".txt")  # plus tokenizer.json
+# The files left readable, and why none of them holds a record (the README lists them too).
+PLAINTEXT = {
+    "manifest.json": "sha256 of every file, checked before any key is used",
+    "config.json": "the model's architecture, field names and label names, read before its weights",
+    "tokenizer_config.json": "the tokenizer's special tokens and chat template",
+    "run.json": "run id, stage status and target counts, for `tailor runs`",
+    "spec.resolved.yaml": "the spec the run was made with; `tailor serve` reads its deploy section",
+    "metrics.json": "metric values by name, for `tailor registry add` and `tailor compare`",
+    "fingerprint.json": "a hash of the training inputs",
+    ".lock": "an empty lock file",
+}
 
 
 def new_key() -> str:
@@ -79,18 +91,30 @@ def read_bytes(path: Path) -> bytes:
     raise TailorError(f"{path}: not found (nor {sealed.name})")
 
 
+def read_text(path: Path) -> str:
+    """A text file's content, or its encrypted twin's, decrypted in memory."""
+    return read_bytes(path).decode("utf-8")
+
+
 def exists(path: Path) -> bool:
+    """Whether the file, or its encrypted twin, is there."""
     path = Path(path)
     return path.is_file() or path.with_name(path.name + SUFFIX).is_file()
 
 
+def sealed(path: Path) -> bool:
+    """Whether `tailor encrypt` seals this file (everything but PLAINTEXT and what is sealed already)."""
+    path = Path(path)
+    return path.name not in PLAINTEXT and path.suffix != SUFFIX
+
+
 def encrypt_tree(root: Path) -> list[Path]:
-    """Encrypt every weight, tokenizer and data file under root (a file or a folder); manifests are rewritten."""
+    """Encrypt every file under root (a file or a folder) but those in PLAINTEXT; manifests are rewritten."""
     from tailor.deploy.manifest import MANIFEST, write_manifest
 
     root = Path(root)
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    done = [encrypt_file(p) for p in files if p.suffix in ENCRYPTED or p.name == "tokenizer.json"]
+    done = [encrypt_file(p) for p in files if sealed(p)]
     for manifest in ({root.parent} if root.is_file() else {p.parent for p in root.rglob(MANIFEST)}):
         if (manifest / MANIFEST).is_file():
             write_manifest(manifest)  # the checksums now cover the encrypted files
