@@ -26,6 +26,7 @@ __all__ = ["run_train", "pick_device", "model_card"]
 FINAL = "model"            # the trained model folder inside the stage directory
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 WORK_FILES = ("checkpoints", "metrics.jsonl", "tensorboard", "plan.json", "fingerprint.json")
+QUARANTINE = "quarantine"  # damaged checkpoints with their reasons: kept even when the inputs change
 
 
 def model_card(spec: Spec) -> dict:
@@ -129,15 +130,17 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
     # a LoRA base stays frozen: checkpoints hold the adapters (and their optimizer state), not the base again
     trained = {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
     checkpoints = Checkpoints(work / "checkpoints", cfg.checkpoints.keep_last, warn,
-                              trained if adapted.summary["lora"] else None)
+                              trained if adapted.summary["lora"] else None, work / QUARANTINE)
     state = LoopState()
     objective = Objective(cfg.loss.label_smoothing, class_weight_tensor(cfg.loss.class_weights, labels))
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
     try:
         wrapped, optimizer = prepare_for_training(acc, torch.compile(model) if cfg.compile else model, optimizer)
-        good = checkpoints.latest_good(drop_bad=main)
+        good = checkpoints.resume_point() if main else None  # damaged ones are quarantined, never deleted
         acc.wait_for_everyone()
+        if not main:
+            good = checkpoints.latest_good(drop_bad=False)
         if good is not None:  # loaded into the prepared model: FSDP shards what every rank reads
             state = LoopState(**checkpoints.load(good, wrapped, optimizer)["loop"])
             if main:
@@ -169,7 +172,7 @@ def run_train(spec: Spec, data_dir: Path, tokenizer_dir: Path, model_dir: Path, 
         shutil.copy2(tokenizer_dir / name, final / name)
     write_manifest(final)  # a server verifies the folder against it before loading
     if work != out_dir:  # the finished stage carries the kept checkpoints and the logs
-        for name in WORK_FILES:
+        for name in (*WORK_FILES, QUARANTINE):
             src = work / name
             if src.is_dir():
                 link_tree(src, out_dir / name)
