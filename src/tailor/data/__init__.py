@@ -19,11 +19,12 @@ from tailor.data.clean import build_steps
 from tailor.data.annotate.label_studio import write_tasks
 from tailor.data.engine import clean_shards, read_chunks
 from tailor.data.sources import DROP_KEY, SOURCE_INDEX_KEY, SOURCE_KEY, SPLIT_KEY, Reject, new_report, read_source
+from tailor.data.sources.files import expand
 from tailor.data.write import stratify_field, write_splits
 from tailor.errors import TailorError
 from tailor.spec import Spec
 from tailor.spec.clean import CLASSIC_STEPS
-from tailor.spec.data import Data
+from tailor.spec.data import Data, Source
 
 __all__ = ["run_data", "load_split", "load_table"]
 
@@ -79,7 +80,17 @@ def _intake(data: Data, reports: list[dict], rejected: IO[str]) -> Iterator[dict
             skipped = ", ".join(f"{k}: {v}" for k, v in report["skipped"].items() if k not in ("requests", "from cache"))
             detail = (f"; {report['rejected']} rejected (see rejected.jsonl)" if report["rejected"] else "") + \
                      (f"; skipped {skipped}" if skipped else "")
-            raise TailorError(f"data.sources[{i}]: the source holds no records{detail}")
+            raise TailorError(f"data.sources[{i}]: the source holds no records{_files_of(source)}{detail}")
+
+
+def _files_of(source: Source) -> str:
+    """For a files source: which files it read, so that an empty one is named."""
+    if source.type != "files":
+        return ""
+    files = expand(source.paths, "path")
+    shown = ", ".join(f"{p} ({'empty, 0 bytes' if p.stat().st_size == 0 else f'{p.stat().st_size:,} bytes'})"
+                      for p in files[:5])
+    return f" (read {shown}{f' and {len(files) - 5} more' if len(files) > 5 else ''})"
 
 
 def _warnings(spec: Spec) -> list[str]:
