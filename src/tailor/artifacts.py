@@ -11,6 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 MARKER = ".tailor-stage.json"  # written last into a finished stage directory
+# Columns Tailor adds to the data artifacts carry this prefix, so a user's own field (a CRM export's
+# `source`, say) never meets one of them; records may not bring fields of their own with it.
+RESERVED_PREFIX = "_tailor_"
+SOURCE_COLUMN = RESERVED_PREFIX + "source"  # file:line (or URL, or generator) each record came from
 
 
 def _fsync_dir(path: Path) -> None:

@@ -18,7 +18,7 @@ from tailor.artifacts import atomic_write_json
 from tailor.data.clean import build_steps
 from tailor.data.annotate.label_studio import write_tasks
 from tailor.data.engine import clean_shards, read_chunks
-from tailor.data.sources import DROP_KEY, SOURCE_INDEX_KEY, SOURCE_KEY, SPLIT_KEY, Reject, new_report, read_source
+from tailor.data.sources import DROP_KEY, SOURCE_INDEX_KEY, SPLIT_KEY, Reject, new_report, read_source
 from tailor.data.sources.files import expand
 from tailor.data.write import stratify_field, write_splits
 from tailor.errors import TailorError
@@ -118,11 +118,11 @@ def run_data(spec: Spec, out_dir: Path, progress: Progress | None = None) -> dic
             stats, chunks = clean_shards(data, steps, _intake(data, reports, rejected), work, dropped, tick)
         written = write_splits(spec, chunks, out_dir)
         if data.label_studio:
-            rows = ({("source" if k == SOURCE_KEY else k): v for k, v in r.items() if k not in (SPLIT_KEY, SOURCE_INDEX_KEY)}
-                    for r in read_chunks(chunks))
-            suggestions = [o["field"] for step in data.clean for name, o in step.items() if name == "label_model"]
+            rows = ({k: v for k, v in r.items() if k not in (SPLIT_KEY, SOURCE_INDEX_KEY)} for r in read_chunks(chunks))
+            models = [o for step in data.clean for name, o in step.items() if name == "label_model"]
             write_tasks(rows, out_dir / "label_studio.json", stratify_field(spec) or data.fields.output,
-                        suggestions[0] if suggestions else None)
+                        models[0]["field"] if models else None, text_field=data.fields.input or data.fields.text,
+                        choices=[str(x) for x in models[0].get("labels") or []] if models else [])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     loaded = sum(r["records"] for r in reports if not r["generated"])

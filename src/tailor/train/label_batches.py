@@ -12,6 +12,7 @@ import json
 import torch
 from tokenizers import Tokenizer
 
+from tailor.artifacts import SOURCE_COLUMN
 from tailor.errors import TailorError
 from tailor.spec import Spec
 from tailor.tokenizer import Codec
@@ -20,7 +21,7 @@ IGNORE = -100
 
 
 def where(record: dict) -> str:
-    return str(record.get("source") or record.get("_source") or "a record")
+    return str(record.get(SOURCE_COLUMN) or "a record")
 
 
 def parse_score(value, record: dict, field: str) -> float:

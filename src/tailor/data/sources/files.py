@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from tailor.data.sources.records import Reject
+from tailor.data.sources.records import LABEL_STUDIO_ID, Reject
 from tailor.errors import TailorError
 from tailor.spec.data import FilesSource
 
@@ -207,7 +207,7 @@ def _label_studio(path: Path, label_field: str | None) -> Iterator[Row]:
         choices = [c for a in annotations[-1:] for r in a.get("result") or [] for c in (r.get("value") or {}).get("choices") or []]
         if choices and label_field:
             record[label_field] = choices[0]
-        record["ls_id"] = task.get("id")
+        record[LABEL_STUDIO_ID] = task.get("id")
         yield i, record
 
 
