@@ -54,6 +54,8 @@ class Spec(Strict):
             if name not in allowed:
                 raise ValueError(f"evaluate.metrics: {name!r} is not measured for output {kind!r}; "
                                  f"allowed: {', '.join(allowed)}")
+        if self.model.base != "scratch" and "type" not in self.tokenizer.model_fields_set:
+            self.tokenizer.type = "pretrained"  # a pretrained model reads its own tokenizer's ids unless told otherwise
         if self.tokenizer.type == "pretrained" and self.tokenizer.source is None and self.model.base == "scratch":
             raise ValueError("tokenizer.type pretrained needs tokenizer.source (or a pretrained model.base)")
         self._check_model(kind, pairs)
@@ -75,7 +77,7 @@ class Spec(Strict):
         if self.model.base != "scratch" and self.tokenizer.type != "pretrained":
             raise ValueError(f"tokenizer.type: {self.tokenizer.type!r} with the pretrained model.base "
                              f"{self.model.base!r}: a pretrained model reads its own tokenizer's ids; "
-                             "set tokenizer.type: pretrained")
+                             "set tokenizer.type: pretrained (or leave tokenizer.type out: it follows the model)")
 
     @property
     def head(self) -> str:
