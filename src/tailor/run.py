@@ -130,14 +130,11 @@ def spec_hash(spec: Spec) -> str:
 
 
 def read_marker(folder: Path) -> dict | None:
-    """A finished stage's marker (decrypted in memory when `tailor encrypt` sealed it), or None."""
-    from tailor.deploy import encryption
-
     path = folder / MARKER
-    if not encryption.exists(path):
+    if not path.is_file():
         return None
     try:
-        return json.loads(encryption.read_text(path))
+        return json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
 
