@@ -74,6 +74,22 @@ def test_a_damaged_newest_checkpoint_is_quarantined_and_training_resumes_from_th
         "optimizer.safetensors")
 
 
+def test_damaged_checkpoints_of_other_inputs_are_kept_but_do_not_block_a_changed_spec(make_spec, tmp_path,
+                                                                                       monkeypatch):
+    run_dir = crashed_run(make_spec(RESUMABLE), tmp_path / "runs", monkeypatch, 10)
+    work = work_dir(run_dir, "train")
+    for folder in (work / "checkpoints").iterdir():
+        flip_bit(folder / "optimizer.safetensors")
+    with pytest.raises(TailorError, match="not starting again from step 0"):
+        Pipeline(load_spec(make_spec(RESUMABLE)), tmp_path / "runs").run(until="train")
+    with open(tmp_path / "data" / "items.jsonl", "a") as f:  # other inputs: those checkpoints would not apply
+        f.write('{"question": "what colour is item 77", "answer": "teal", "item": 77}\n')
+    done = Pipeline(load_spec(make_spec(RESUMABLE)), tmp_path / "runs").run(until="train")
+    assert done == run_dir and rows(done)[0][0] == 1 and rows(done)[-1][0] == 18
+    kept = list((done / "train" / "quarantine").glob("other-inputs-*/step-0000008/optimizer.safetensors"))
+    assert len(kept) == 1 and (kept[0].parent.parent / "step-0000008.json").is_file()
+
+
 def _tiny_checkpoints(tmp_path):
     from tailor.models.transformer import Transformer, TransformerConfig
 

@@ -9,6 +9,7 @@ TensorBoard events, plan.json and summary.json.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -52,8 +53,16 @@ def _fingerprint(spec: Spec, *folders: Path) -> str:
 def _prepare_work(work: Path, fingerprint: str, console: Console) -> None:
     """Start afresh when the work folder was made from other inputs."""
     path = work / "fingerprint.json"
-    if path.is_file() and json.loads(path.read_text()).get("fingerprint") != fingerprint:
+    old = json.loads(path.read_text()).get("fingerprint") if path.is_file() else None
+    if old is not None and old != fingerprint:
         console.print(f"[yellow]note:[/yellow] {work} holds checkpoints of other inputs; starting afresh")
+        quarantine = work / QUARANTINE
+        if quarantine.is_dir() and any(p.is_file() for p in quarantine.iterdir()):
+            # kept, but no longer a reason to refuse: they were made from other inputs
+            aside = quarantine / f"other-inputs-{old[:12]}"
+            aside.mkdir(exist_ok=True)
+            for entry in [p for p in quarantine.iterdir() if not p.name.startswith("other-inputs-")]:
+                os.replace(entry, aside / entry.name)
         for name in WORK_FILES:
             target = work / name
             shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
