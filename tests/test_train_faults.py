@@ -66,7 +66,7 @@ def test_a_damaged_newest_checkpoint_is_quarantined_and_training_resumes_from_th
     done = Pipeline(load_spec(spec), tmp_path / "runs").run(until="train")
     err = capsys.readouterr().err
     assert "step-0000012 is damaged (optimizer.safetensors does not match its checksum); moved to" in err
-    assert "resuming from step-0000008" in err and "resuming from" in err
+    assert "the newest good one is step-0000008" in err and "resuming from" in err
     assert rows(done)[-1][0] == 18
     # the finished stage keeps the quarantined checkpoint and its note
     assert (done / "train" / "quarantine" / "step-0000012" / "optimizer.safetensors").is_file()

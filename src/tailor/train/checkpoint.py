@@ -5,8 +5,9 @@ states), state.json (step, optimizer hyperparameters, loop counters) and, writte
 manifest.json with the sha256 of each file. A folder without a matching manifest is incomplete
 or damaged and is never loaded: it is moved, whole, into the quarantine folder beside the
 checkpoints with a JSON note of what was wrong, and training resumes from the newest good one (or
-refuses to start over while the quarantine holds what it could not use). For a model whose base stays frozen (LoRA) model.safetensors
-holds only the trained weights (the adapters): the base is the model stage's, unchanged.
+refuses to start over while the quarantine holds what it could not use). For a model whose base
+stays frozen (LoRA) model.safetensors holds only the trained weights (the adapters): the base is
+the model stage's, unchanged.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def save_checkpoint(folder: Path, model_state: dict, optimizer_state: dict, step
 
 
 def verify(folder: Path, only: tuple[str, ...] | None = None) -> str | None:
-    """None when the checkpoint is complete and its checksums match (of the files in `only`, if given); else what is wrong."""
+    """None when the checkpoint is complete and its checksums match (only those of `only`, if given); else what is wrong."""
     manifest = folder / MANIFEST
     if not manifest.is_file():
         return "no manifest (the write did not finish)"
@@ -230,7 +231,7 @@ class Checkpoints:
         return target
 
     def latest_good(self, drop_bad: bool = True) -> Path | None:
-        """The newest checkpoint whose checksums match; damaged newer ones are reported (and, with drop_bad, quarantined)."""
+        """The newest checkpoint whose checksums match; damaged newer ones are reported (with drop_bad, quarantined)."""
         if self.root.is_dir():  # a write killed half-way leaves a hidden temp (or .old) folder
             for leftover in self.root.glob(".step-*"):
                 recover_dir(self.root / leftover.name[1:].split(".", 1)[0])
@@ -245,7 +246,7 @@ class Checkpoints:
             damaged.append((folder, problem))
         for folder, problem in damaged:
             where = f"; moved to {self.set_aside(folder, problem)}" if drop_bad else ""
-            after = f"resuming from {good.name}" if good is not None else "no earlier checkpoint is good"
+            after = f"the newest good one is {good.name}" if good is not None else "no earlier checkpoint is good"
             self.warn(f"checkpoint {folder} is damaged ({problem}){where}; {after}")
         return good
 
