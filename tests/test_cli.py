@@ -51,6 +51,8 @@ def test_spec_show_prints_defaults(make_spec):
 
 def test_init_without_questions_writes_a_valid_spec(tmp_path):
     out = tmp_path / "s.yaml"
+    (tmp_path / "faq").mkdir()
+    (tmp_path / "faq" / "a.jsonl").write_text('{"q": "hi", "a": "hello"}\n')
     res = tailor("init", "--no-input", "--out", str(out), "--domain", "support", "--task", "answer faq",
                  "--data", "faq/*.jsonl", "--input-field", "q", "--output-field", "a",
                  "--target", "exact_match >= 0.9", "--target", "validation/loss <= 2", "--time-budget", "10m")
@@ -68,15 +70,32 @@ def test_init_without_questions_writes_a_valid_spec(tmp_path):
 def test_init_refuses_missing_answers_and_bad_targets(tmp_path):
     res = tailor("init", "--no-input", "--out", str(tmp_path / "s.yaml"), "--task", "t", "--data", "d")
     assert res.returncode == 2 and "--domain" in res.stderr
+    (tmp_path / "d.txt").write_text("some text\n")
     res = tailor("init", "--no-input", "--out", str(tmp_path / "s.yaml"), "--domain", "d", "--task", "t",
-                 "--data", "d", "--target", "accuracy is high")
+                 "--data", "d.txt", "--target", "accuracy is high")
     assert res.returncode == 2 and "expected 'metric >= value'" in res.stderr
+
+
+def test_init_refuses_a_data_path_that_matches_no_file(tmp_path):
+    (tmp_path / "empty-folder").mkdir()
+    for data in ("data/*.jsonl", "missing.csv", "empty-folder"):
+        res = tailor("init", "--no-input", "--out", str(tmp_path / "s.yaml"), "--domain", "d", "--task", "t",
+                     "--data", data)
+        assert res.returncode == 2, res.stderr
+        assert f"--data: no file matches {data!r} (relative to {tmp_path}" in " ".join(res.stderr.split())
+        assert not (tmp_path / "s.yaml").exists()
+
+
+def spec_data_path(spec_path) -> str:
+    return load_spec(spec_path).data.sources[0].path
 
 
 def test_init_asks_questions_on_a_terminal(tmp_path):
     out = tmp_path / "asked.yaml"
-    answers = ["hardware store support", "answer product questions", "text", "data/*.csv", "question", "answer",
-               "exact_match >= 0.95", "", "cpu", "5m", ""]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "qa.csv").write_text("question,answer\nhi,hello\n")
+    answers = ["hardware store support", "answer product questions", "text", "dta/*.csv", "data/*.csv", "question",
+               "answer", "exact_match >= 0.95", "", "cpu", "5m", ""]
     pid, fd = pty.fork()
     if pid == 0:
         os.execvpe(CLI[0], CLI + ["init", "--out", str(out), "--name", "hw"], ENV)
@@ -99,6 +118,8 @@ def test_init_asks_questions_on_a_terminal(tmp_path):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, transcript.decode(errors="replace")
     assert b"Domain (who the model serves)" in transcript
+    assert b"no file matches 'dta/*.csv'" in transcript  # asked again, saying why
+    assert spec_data_path(out).endswith("data/*.csv")
     spec = load_spec(out)
     assert spec.problem.domain == "hardware store support" and spec.problem.constraints.device == "cpu"
     assert spec.problem.targets[0].at_least == 0.95 and spec.data.fields.output == "answer"

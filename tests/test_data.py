@@ -48,7 +48,7 @@ def test_all_formats_and_globs_load_and_counts_reconcile(tmp_path):
     assert sum(report["splits"].values()) == report["kept"]
     dropped = [json.loads(line) for line in (out / "dropped.jsonl").read_text().splitlines()]
     assert len(dropped) == report["dropped"] and {d["step"] for d in dropped} == {"normalize", "dedup"}
-    assert all(d["record"]["_source"] for d in dropped)
+    assert all(d["record"]["_tailor_source"] for d in dropped)
 
 
 def test_txt_units(tmp_path):
@@ -104,7 +104,7 @@ def test_unknown_extension(tmp_path):
 
 
 def test_split_is_deterministic_and_respects_pins():
-    records = [{"text": str(i)} for i in range(100)] + [{"text": f"t{i}", "_split": "test"} for i in range(5)]
+    records = [{"text": str(i)} for i in range(100)] + [{"text": f"t{i}", "_tailor_split": "test"} for i in range(5)]
     split = Split(train=0.8, validation=0.2, test=0.0, seed=3)
     a = assign_splits([dict(r) for r in records], split)
     b = assign_splits([dict(r) for r in records], split)
@@ -229,7 +229,7 @@ def test_report_section_and_dropped_samples(tmp_path):
         "  clean: [{quality: {min_words: 3, max_top_ngram_ratio: null}}, {near_dedup: {threshold: 0.7}}, {lowercase: {}}]\n"
         "  split: {stratify: label}\n")))
     steps = {s["step"]: s for s in report["steps"]}
-    assert steps["quality"]["samples"]["too few words"][0]["_source"].endswith("x.jsonl:1")
+    assert steps["quality"]["samples"]["too few words"][0]["_tailor_source"].endswith("x.jsonl:1")
     assert steps["near_dedup"]["dropped"] == {"near duplicate": 40} and report["duplicates"]["near"] == 40
     assert "lowercase on for a generative model" in report["warnings"][1] and "x.jsonl): all 1 records" in report["warnings"][0]
     page = data_section(out)
@@ -283,6 +283,6 @@ def test_a_source_emptied_by_cleaning_is_reported(tmp_path):
                                          extra="  clean: [{quality: {min_words: 3}}]\n  split: {train: 1, validation: 0, test: 0}\n"))
     assert [s["kept"] for s in report["sources"]] == [1, 0]
     assert report["warnings"][0].startswith("data.sources[1] (") and "all 2 records were dropped by cleaning" in report["warnings"][0]
-    assert "_source_index" not in load_split(out, "train")[0]
+    assert "_tailor_source_index" not in load_split(out, "train")[0]
     dropped = [json.loads(line) for line in (out / "dropped.jsonl").read_text().splitlines()]
-    assert [d["record"]["_source_index"] for d in dropped] == [1, 1]
+    assert [d["record"]["_tailor_source_index"] for d in dropped] == [1, 1]

@@ -101,7 +101,7 @@ def test_hf_dataset_from_local_folders(tmp_path):
     assert [s["records"] for s in report["sources"]] == [20, 12]
     assert {r["text"] for r in load_split(out, "test")} == {f"saved {i}" for i in range(12)}
     assert [r["text"] for r in load_split(out, "train")] == [f"row {i}" for i in range(20)]
-    assert load_split(out, "train")[3]["source"].endswith("[train]:4")
+    assert load_split(out, "train")[3]["_tailor_source"].endswith("[train]:4")
     with pytest.raises(TailorError, match=r"data\.sources\[0\]\.name: cannot load dataset"):
         run(tmp_path, spec_for(tmp_path, "[{type: hf_dataset, name: " + str(tmp_path / "nothing-here") + "}]"))
 
@@ -210,4 +210,4 @@ def test_synthetic_model_writes_examples_that_are_cleaned(tmp_path):
     assert report["generated"] == 2 == report["kept"] + report["dropped"]
     for r in load_split(out, "train"):
         assert r["synthetic"] is True and r["question"].strip() and r["answer"].strip()
-        assert json.loads(r["seed_examples"]) and r["source"].startswith("data.sources[0]#")
+        assert json.loads(r["seed_examples"]) and r["_tailor_source"].startswith("data.sources[0]#")

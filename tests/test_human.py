@@ -3,6 +3,7 @@ Label Studio and CSV exchange, and the rating page driven in headless Chromium."
 
 import csv
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -193,16 +194,20 @@ def rating_server(tmp_path, runs):
 
 @pytest.fixture
 def browser(tmp_path):
+    from conftest import need_system
+
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    need_system(bool(chromium and chromedriver), "Debian's chromium and chromium-driver", "chromium chromium-driver")
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
     options = Options()
-    options.binary_location = "/usr/bin/chromium"
+    options.binary_location = chromium
     for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chrome'}"):
         options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     driver.set_page_load_timeout(30)
     driver.implicitly_wait(15)  # a click that navigates may return before the next page's elements exist
     yield driver

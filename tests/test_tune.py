@@ -89,10 +89,11 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def postgres():
-    """A throwaway PostgreSQL server (Debian's postgresql package, installed by .ci/run) on a free port."""
+    """A throwaway PostgreSQL server (Debian's postgresql package, installed by .ci/system-deps) on a free port."""
+    from conftest import need_system
+
     binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not binaries:
-        pytest.fail("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
+    need_system(bool(binaries), "PostgreSQL (Debian's postgresql)", "postgresql")
     bindir = Path(binaries[-1]).parent
     root = Path(tempfile.mkdtemp(prefix="tailor-pg-"))
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []

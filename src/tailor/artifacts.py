@@ -11,6 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 MARKER = ".tailor-stage.json"  # written last into a finished stage directory
+# Columns Tailor adds to the data artifacts carry this prefix, so a user's own field (a CRM export's
+# `source`, say) never meets one of them; records may not bring fields of their own with it.
+RESERVED_PREFIX = "_tailor_"
+SOURCE_COLUMN = RESERVED_PREFIX + "source"  # file:line (or URL, or generator) each record came from
 
 
 def _fsync_dir(path: Path) -> None:
@@ -19,6 +23,17 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def private_file(path: Path) -> Path:
+    """Make sure path exists and only its owner may read or write it (a database of keys, ratings, feedback)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        os.chmod(path, 0o600)  # one made by an earlier version, readable by everyone
+    return path
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -65,7 +65,7 @@ def init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Ask the problem-definition questions and write a valid, commented spec."""
-    from tailor.init import Answers, build_spec_text, parse_target
+    from tailor.init import Answers, build_spec_text, data_problem, parse_target
 
     if out_path.exists() and not force:
         raise TailorError(f"{out_path} exists; use --force to overwrite or --out for another file")
@@ -82,6 +82,11 @@ def init(
     a_task = q(task, "Task (what it must do)", required=True)
     a_output = q(output, "Output kind (text, label, token-labels, score)", "text")
     a_data = q(data, "Data (path, folder or glob)", required=True)
+    while (problem := data_problem(a_data, out_path.parent)) is not None:
+        if not ask:
+            raise TailorError(f"--data: {problem}")
+        err.print(f"[yellow]{escape(problem)}[/yellow]", highlight=False, soft_wrap=True)
+        a_data = typer.prompt("Data (path, folder or glob)")
     a_in = q(input_field, "Input field (blank for a plain text corpus)", "")
     a_out = q(output_field, "Output field", "answer") if a_in else None
     a_text = q(text_field, "Text field", "text") if not a_in else "text"

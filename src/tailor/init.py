@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 from tailor.errors import TailorError
 from tailor.spec import parse_spec
@@ -87,6 +88,19 @@ train:
   batch_size: 32
   optimizer: {{name: adamw, lr: 1.0e-3}}
 """
+
+
+def data_problem(pattern: str, spec_dir: Path) -> str | None:
+    """None when the data path (relative to the spec's folder) names at least one file; else what is wrong."""
+    from tailor.data.sources.files import expand
+
+    path = Path(pattern).expanduser()
+    try:
+        expand([str(path if path.is_absolute() else Path(spec_dir) / path)], "data")
+    except TailorError:
+        where = "" if path.is_absolute() else f" (relative to {Path(spec_dir).resolve()}, where the spec goes)"
+        return f"no file matches {pattern!r}{where}; give a file, a folder of data files or a glob such as 'data/*.jsonl'"
+    return None
 
 
 def build_spec_text(a: Answers) -> str:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 
+from tailor.artifacts import SOURCE_COLUMN
 from tailor.errors import TailorError
 
 IGNORE = -100
 
 
 def where(record: dict) -> str:
-    return str(record.get("source") or record.get("_source") or "a record")
+    return str(record.get(SOURCE_COLUMN) or "a record")
 
 
 def parse_score(value, record: dict, field: str) -> float:

@@ -19,12 +19,13 @@ from tailor.artifacts import atomic_write_json, sha256_file
 from tailor.data.clean import build_steps, step_files
 from tailor.data.annotate.label_studio import write_tasks
 from tailor.data.engine import clean_shards, read_chunks
-from tailor.data.sources import DROP_KEY, SOURCE_INDEX_KEY, SOURCE_KEY, SPLIT_KEY, Reject, new_report, read_source, source_files
+from tailor.data.sources import DROP_KEY, SOURCE_INDEX_KEY, SPLIT_KEY, Reject, new_report, read_source, source_files
+from tailor.data.sources.files import expand
 from tailor.data.write import stratify_field, write_splits
 from tailor.errors import TailorError
 from tailor.stage import Stage
 from tailor.spec.clean import CLASSIC_STEPS
-from tailor.spec.data import Data
+from tailor.spec.data import Data, Source
 
 __all__ = ["run_data", "STAGE"]
 
@@ -60,7 +61,17 @@ def _intake(data: Data, reports: list[dict], rejected: IO[str]) -> Iterator[dict
             skipped = ", ".join(f"{k}: {v}" for k, v in report["skipped"].items() if k not in ("requests", "from cache"))
             detail = (f"; {report['rejected']} rejected (see rejected.jsonl)" if report["rejected"] else "") + \
                      (f"; skipped {skipped}" if skipped else "")
-            raise TailorError(f"data.sources[{i}]: the source holds no records{detail}")
+            raise TailorError(f"data.sources[{i}]: the source holds no records{_files_of(source)}{detail}")
+
+
+def _files_of(source: Source) -> str:
+    """For a files source: which files it read, so that an empty one is named."""
+    if source.type != "files":
+        return ""
+    files = expand(source.paths, "path")
+    shown = ", ".join(f"{p} ({'empty, 0 bytes' if p.stat().st_size == 0 else f'{p.stat().st_size:,} bytes'})"
+                      for p in files[:5])
+    return f" (read {shown}{f' and {len(files) - 5} more' if len(files) > 5 else ''})"
 
 
 def _warnings(data: Data, output: str) -> list[str]:
@@ -90,11 +101,11 @@ def run_data(out: Path, *, data: Data, output: str, progress: Progress | None = 
             stats, chunks = clean_shards(data, steps, _intake(data, reports, rejected), work, dropped, tick)
         written = write_splits(data, output, chunks, out_dir)
         if data.label_studio:
-            rows = ({("source" if k == SOURCE_KEY else k): v for k, v in r.items() if k not in (SPLIT_KEY, SOURCE_INDEX_KEY)}
-                    for r in read_chunks(chunks))
-            suggestions = [o["field"] for step in data.clean for name, o in step.items() if name == "label_model"]
+            rows = ({k: v for k, v in r.items() if k not in (SPLIT_KEY, SOURCE_INDEX_KEY)} for r in read_chunks(chunks))
+            models = [o for step in data.clean for name, o in step.items() if name == "label_model"]
             write_tasks(rows, out_dir / "label_studio.json", stratify_field(data.split, data.fields, output) or data.fields.output,
-                        suggestions[0] if suggestions else None)
+                        models[0]["field"] if models else None, text_field=data.fields.input or data.fields.text,
+                        choices=[str(x) for x in models[0].get("labels") or []] if models else [])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     loaded = sum(r["records"] for r in reports if not r["generated"])

@@ -7,6 +7,8 @@ import html
 import json
 from pathlib import Path
 
+from tailor.artifacts import RESERVED_PREFIX, SOURCE_COLUMN
+
 
 def _esc(value) -> str:
     return html.escape(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str))
@@ -78,7 +80,8 @@ def data_section(data_dir: Path) -> str:
     if samples:
         parts.append("<h3>Dropped records (samples per reason)</h3>")
         for step, reason, shown in samples:
-            items = "".join(f"<li><code>{_esc(x.get('_source', ''))}</code> "
-                            f"{_esc({k: v for k, v in x.items() if not k.startswith('_')})}</li>" for x in shown)
+            items = "".join(f"<li><code>{_esc(x.get(SOURCE_COLUMN, ''))}</code> "
+                            f"{_esc({k: v for k, v in x.items() if not k.startswith(RESERVED_PREFIX)})}</li>"
+                            for x in shown)
             parts.append(f"<details><summary>{_esc(step)}: {_esc(reason)} ({len(shown)} shown)</summary><ul>{items}</ul></details>")
     return "".join(parts)

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from tailor.artifacts import RESERVED_PREFIX
 from tailor.data.clean.minhash import LSHIndex, MinHasher, optimal_bands
 from tailor.data.sources.records import SPLIT_KEY
 from tailor.spec.base import SPLITS
@@ -112,7 +113,7 @@ def assign_splits(records: list[dict], split: Split) -> dict[str, list[dict]]:
     if split.group == "near_duplicates":
         finder = NearDuplicateGroups(split.group_threshold)
         for r in records:
-            finder.add(" ".join(str(v) for k, v in r.items() if isinstance(v, str) and not k.startswith("_")))
+            finder.add(" ".join(str(v) for k, v in r.items() if isinstance(v, str) and not k.startswith(RESERVED_PREFIX)))
         groups = finder.groups()
     elif split.group:
         ids: dict = {}

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tailor.data.engine import read_chunks
-from tailor.data.sources.records import SOURCE_INDEX_KEY, SOURCE_KEY, SPLIT_KEY
+from tailor.data.sources.records import SOURCE_INDEX_KEY, SPLIT_KEY
 from tailor.data.split import NearDuplicateGroups, assign, cross_split_pairs
 from tailor.errors import TailorError
 from tailor.spec.data import Data, Fields, Split
@@ -21,10 +21,6 @@ from tailor.spec.base import SPLITS
 
 BATCH_ROWS, BATCH_CHARS = 5000, 1_000_000  # a Parquet row group is written when either is reached
 MAX_LABELS = 100  # label distributions list at most this many values
-
-
-def _column(key: str) -> str:
-    return "source" if key == SOURCE_KEY else key
 
 
 def _arrow_schema(types: dict[str, set[str]]):
@@ -42,7 +38,7 @@ def _arrow_schema(types: dict[str, set[str]]):
         else:
             t = pa.string()
             as_json |= {key} if seen - {"str"} else set()
-        fields.append(pa.field(_column(key), t))
+        fields.append(pa.field(key, t))
     return pa.schema(fields), as_json
 
 
@@ -111,7 +107,7 @@ def write_splits(data: Data, output: str, chunks: list[Path], out_dir: Path) -> 
         name = SPLITS[code]
         record.pop(SPLIT_KEY, None)
         record.pop(SOURCE_INDEX_KEY, None)
-        row = {_column(k): (json.dumps(v, default=str) if k in as_json and not isinstance(v, str) and v is not None else v)
+        row = {k: (json.dumps(v, default=str) if k in as_json and not isinstance(v, str) and v is not None else v)
                for k, v in record.items()}
         batches[name].append(row)
         lengths[name].append(sum(len(str(record.get(f) or "")) for f in fields))

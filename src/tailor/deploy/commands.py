@@ -131,7 +131,8 @@ def registry_add(model: Path = typer.Argument(..., help="A run directory or a mo
     run_dir = folder.parent.parent
     info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
-    name = name or info.get("name") or folder.name
+    if name is None:
+        name = info.get("name") or folder.name
     registry = Registry(home / "registry")
     v = registry.add(folder, name, metrics, {"run": str(run_dir) if info else None, "source": str(folder)},
                      reference_texts(model))

@@ -9,6 +9,7 @@ serves `registry:NAME` watches the champion and swaps to a new one without dropp
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from tailor.artifacts import link_tree
 from tailor.deploy.store import SQLiteFile
 from tailor.errors import TailorError
+from tailor.spec.base import check_name
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS versions (name TEXT NOT NULL, version INTEGER NOT NULL, path TEXT NOT NULL,
@@ -51,15 +53,21 @@ class Registry:
 
     def add(self, model_dir: Path, name: str, metrics: dict | None = None, lineage: dict | None = None,
             reference: list[str] | None = None) -> Version:
-        """Copy a model folder in as the next version of `name` (not yet champion)."""
+        """Copy a model folder, verified against its manifest, in as the next version of `name` (not yet champion)."""
         from tailor.deploy.drift import write_reference
-        from tailor.manifest import verify_manifest, write_manifest
+        from tailor.manifest import MANIFEST, verify_manifest, write_manifest
 
+        try:
+            check_name(name, "registry name")
+        except ValueError as e:
+            raise TailorError(str(e)) from None
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
             raise TailorError(f"{model_dir}: not a model folder (no config.json)")
-        if (model_dir / "manifest.json").is_file():
+        try:  # what is registered is served without question, so it must be what was trained
             verify_manifest(model_dir)
+        except TailorError as e:
+            raise TailorError(f"registry: not registering {model_dir}: {e}") from None
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")  # numbers are handed out one at a time across processes
             number = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name = ?",
@@ -69,7 +77,12 @@ class Registry:
                 raise TailorError(f"{dest} exists but is not registered; remove it")
             dest.parent.mkdir(parents=True, exist_ok=True)
             link_tree(model_dir, dest)
-            (dest / "manifest.json").unlink(missing_ok=True)
+            try:  # the copy, not only the original, matches the manifest before a new one covers it
+                verify_manifest(dest)
+            except TailorError as e:
+                shutil.rmtree(dest)
+                raise TailorError(f"registry: the copy of {model_dir} changed while registering: {e}") from None
+            (dest / MANIFEST).unlink()
             if reference:
                 write_reference(reference, dest)
             write_manifest(dest)

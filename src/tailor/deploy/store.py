@@ -7,13 +7,14 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+from tailor.artifacts import private_file
+
 
 class SQLiteFile:
     """Short transactions on one database file, safe across threads and processes (each opens its own connection)."""
 
     def __init__(self, path: str | Path, *schema: str):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = private_file(path)  # SQLite gives its journal files the same mode
         with self.connect() as db:
             for statement in schema:
                 db.execute(statement)

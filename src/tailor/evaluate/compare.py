@@ -17,10 +17,12 @@ from tailor.spec.evaluate import Bootstrap
 
 
 def _results(run_dir: Path) -> dict:
+    from tailor.deploy import encryption
+
     path = Path(run_dir) / "evaluate" / "results.json"
-    if not path.is_file():
+    if not encryption.exists(path):
         raise TailorError(f"{run_dir}: not a finished run (no evaluate/results.json)")
-    return json.loads(path.read_text())
+    return json.loads(encryption.read_text(path))
 
 
 def _kept(rows: list[dict], split: str, name: str) -> list[dict]:

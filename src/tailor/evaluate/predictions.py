@@ -29,12 +29,15 @@ def write_predictions(path: Path, rows: list[dict]) -> None:
 
 def read_predictions(run_dir: Path) -> list[dict]:
     """The prediction rows of a finished run (or of its evaluate folder)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from tailor.deploy import encryption
 
     run_dir = Path(run_dir)
     for path in (run_dir / "evaluate" / FILE, run_dir / FILE):
-        if path.is_file():
-            return pq.read_table(path).to_pylist()
+        if encryption.exists(path):  # .enc: decrypted in memory
+            return pq.read_table(pa.BufferReader(encryption.read_bytes(path))).to_pylist()
     raise TailorError(f"{run_dir}: no evaluate/{FILE}; run `tailor run` on its spec first")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from tailor.artifacts import SOURCE_COLUMN
 from tailor.errors import TailorError
 from tailor.models import LABEL_HEADS, with_head
 from tailor.models.recurrent import Recurrent, RecurrentConfig
@@ -32,7 +33,7 @@ def label_set(field: str, data_dir: Path, head: str) -> list[str]:
             values = r.get(field)
             values = (as_list(values) or []) if head == "token_classification" else [values]
             if any(v is None or str(v).strip() == "" for v in values) or not values:
-                raise TailorError(f"{r.get('source', split)}: the label field {field!r} (data.fields.output) is "
+                raise TailorError(f"{r.get(SOURCE_COLUMN, split)}: the label field {field!r} (data.fields.output) is "
                                   "empty; every record needs a label")
             counts.update(str(v) for v in values)
     if len(counts) < 2:

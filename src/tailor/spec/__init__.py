@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from tailor.artifacts import hash_json
 from tailor.errors import TailorError
-from tailor.spec.base import Strict
+from tailor.spec.base import NAME_PATTERN, Strict
 from tailor.spec.data import Data, Source
 from tailor.spec.deploy import Deploy
 from tailor.spec.evaluate import METRICS, Evaluate
@@ -28,7 +28,7 @@ __all__ = ["Spec", "load_spec", "parse_spec", "dump_spec", "spec_hash", "Target"
 
 
 class Spec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="names the run folder")
+    name: str = Field(pattern=NAME_PATTERN, description="names the run folder")
     problem: Problem
     data: Data
     tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
@@ -56,6 +56,8 @@ class Spec(Strict):
             if name not in allowed:
                 raise ValueError(f"evaluate.metrics: {name!r} is not measured for output {kind!r}; "
                                  f"allowed: {', '.join(allowed)}")
+        if self.model.base != "scratch" and "type" not in self.tokenizer.model_fields_set:
+            self.tokenizer.type = "pretrained"  # a pretrained model reads its own tokenizer's ids unless told otherwise
         if self.tokenizer.type == "pretrained" and self.tokenizer.source is None and self.model.base == "scratch":
             raise ValueError("tokenizer.type pretrained needs tokenizer.source (or a pretrained model.base)")
         self._check_model(kind, pairs)
@@ -77,7 +79,7 @@ class Spec(Strict):
         if self.model.base != "scratch" and self.tokenizer.type != "pretrained":
             raise ValueError(f"tokenizer.type: {self.tokenizer.type!r} with the pretrained model.base "
                              f"{self.model.base!r}: a pretrained model reads its own tokenizer's ids; "
-                             "set tokenizer.type: pretrained")
+                             "set tokenizer.type: pretrained (or leave tokenizer.type out: it follows the model)")
 
     @property
     def head(self) -> str:

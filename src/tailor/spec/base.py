@@ -8,6 +8,16 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 SPLITS = ("train", "validation", "test")
+# A name that becomes a folder (a run, a registry entry): no separators, no leading dot, so it stays inside its root.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+def check_name(value: str, what: str) -> str:
+    """The name if it is a safe folder name (as a spec's `name` must be), else ValueError saying what is allowed."""
+    if not re.fullmatch(NAME_PATTERN, value or ""):
+        raise ValueError(f"{what} {value!r}: expected letters, digits, '_', '.' or '-', starting with a letter or "
+                         "digit (it names a folder)")
+    return value
 
 
 class Strict(BaseModel):

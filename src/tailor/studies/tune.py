@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from tailor.artifacts import atomic_write_json, atomic_write_text
+from tailor.artifacts import atomic_write_json, atomic_write_text, private_file
 from tailor.errors import TailorError
 from tailor.spec import Spec, dump_spec
 from tailor.spec.metrics import loop_keys
@@ -84,9 +84,8 @@ def suggest(trial, key: str, dim: tuple):
 def storage_url(cfg: Tune, runs_dir: Path, name: str) -> str:
     if cfg.storage:
         return cfg.storage
-    folder = (Path(runs_dir) / name).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'tune.db'}"
+    path = private_file((Path(runs_dir) / name).resolve() / "tune.db")  # trial settings and scores: owner only
+    return f"sqlite:///{path}"
 
 
 def make_study(spec: Spec, runs_dir: Path):

@@ -9,6 +9,7 @@ TensorBoard events, plan.json and summary.json.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = ["run_train", "model_card", "STAGE"]
 FINAL = "model"            # the trained model folder inside the stage directory
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 WORK_FILES = ("checkpoints", "metrics.jsonl", "tensorboard", "plan.json", "fingerprint.json")
+QUARANTINE = "quarantine"  # damaged checkpoints with their reasons: kept even when the inputs change
 
 
 def model_card(name: str, fields: Fields, output: str) -> dict:
@@ -40,8 +42,16 @@ def model_card(name: str, fields: Fields, output: str) -> dict:
 def _prepare_work(work: Path, fingerprint: str, console: Console) -> None:
     """Start afresh when the work folder was made from other inputs (the stage's input hash differs)."""
     path = work / "fingerprint.json"
-    if path.is_file() and json.loads(path.read_text()).get("fingerprint") != fingerprint:
+    old = json.loads(path.read_text()).get("fingerprint") if path.is_file() else None
+    if old is not None and old != fingerprint:
         console.print(f"[yellow]note:[/yellow] {work} holds checkpoints of other inputs; starting afresh")
+        quarantine = work / QUARANTINE
+        if quarantine.is_dir() and any(p.is_file() for p in quarantine.iterdir()):
+            # kept, but no longer a reason to refuse: they were made from other inputs
+            aside = quarantine / f"other-inputs-{old[:12]}"
+            aside.mkdir(exist_ok=True)
+            for entry in [p for p in quarantine.iterdir() if not p.name.startswith("other-inputs-")]:
+                os.replace(entry, aside / entry.name)
         for name in WORK_FILES:
             target = work / name
             shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
@@ -134,15 +144,17 @@ def run_train(out: Path, *, train: Train, adapt: Adapt, fields: Fields, output: 
     # a LoRA base stays frozen: checkpoints hold the adapters (and their optimizer state), not the base again
     trained = {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
     checkpoints = Checkpoints(work / "checkpoints", cfg.checkpoints.keep_last, warn,
-                              trained if s.adapted.summary["lora"] else None)
+                              trained if s.adapted.summary["lora"] else None, work / QUARANTINE)
     state = LoopState()
     objective = Objective(cfg.loss.label_smoothing, class_weight_tensor(cfg.loss.class_weights, s.labels))
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
     try:
         wrapped, optimizer = prepare_for_training(acc, torch.compile(model) if cfg.compile else model, optimizer)
-        good = checkpoints.latest_good(drop_bad=main)
+        good = checkpoints.resume_point() if main else None  # damaged ones are quarantined, never deleted
         acc.wait_for_everyone()
+        if not main:
+            good = checkpoints.latest_good(drop_bad=False)
         if good is not None:  # loaded into the prepared model: FSDP shards what every rank reads
             state = LoopState(**checkpoints.load(good, wrapped, optimizer)["loop"])
             if main:
@@ -182,7 +194,7 @@ def _finish(model, s: _Setup, summary: dict, out_dir: Path, work: Path, tokenize
         shutil.copy2(tokenizer_dir / name, final / name)
     write_manifest(final)  # a server verifies the folder against it before loading
     if work != out_dir:  # the finished stage carries the kept checkpoints and the logs
-        for name in WORK_FILES:
+        for name in (*WORK_FILES, QUARANTINE):
             src = work / name
             if src.is_dir():
                 link_tree(src, out_dir / name)

@@ -3,22 +3,28 @@
 A checkpoint folder holds model.safetensors, optimizer.safetensors (its tensors and the RNG
 states), state.json (step, optimizer hyperparameters, loop counters) and, written last,
 manifest.json with the sha256 of each file. A folder without a matching manifest is incomplete
-or damaged and is never loaded. For a model whose base stays frozen (LoRA) model.safetensors
-holds only the trained weights (the adapters): the base is the model stage's, unchanged.
+or damaged and is never loaded: it is moved, whole, into the quarantine folder beside the
+checkpoints with a JSON note of what was wrong, and training resumes from the newest good one (or
+refuses to start over while the quarantine holds what it could not use). For a model whose base
+stays frozen (LoRA) model.safetensors holds only the trained weights (the adapters): the base is
+the model stage's, unchanged.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
+import time
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from tailor.artifacts import atomic_dir, atomic_write_json, recover_dir, sha256_file
+from tailor.errors import TailorError
 
 MANIFEST = "manifest.json"
 _NAME = re.compile(r"^step-(\d{7,})$")
@@ -127,8 +133,8 @@ def save_checkpoint(folder: Path, model_state: dict, optimizer_state: dict, step
     return Path(folder)
 
 
-def verify(folder: Path) -> str | None:
-    """None when the checkpoint is complete and its checksums match; else what is wrong."""
+def verify(folder: Path, only: tuple[str, ...] | None = None) -> str | None:
+    """None when the checkpoint is complete and its checksums match (only those of `only`, if given); else what is wrong."""
     manifest = folder / MANIFEST
     if not manifest.is_file():
         return "no manifest (the write did not finish)"
@@ -136,13 +142,21 @@ def verify(folder: Path) -> str | None:
         sums = json.loads(manifest.read_text())["sha256"]
     except (json.JSONDecodeError, KeyError, TypeError):
         return "unreadable manifest"
+    for name in only or ():
+        if name not in sums:
+            return f"{name} is not in the manifest"
     for name, digest in sums.items():
+        if only is not None and name not in only:
+            continue
         path = folder / name
         if not path.is_file():
             return f"{name} is missing"
         if sha256_file(path) != digest:
             return f"{name} does not match its checksum"
     return None
+
+
+WEIGHTS = ("model.safetensors", "state.json")  # what loading the weights alone reads
 
 
 def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
@@ -161,8 +175,6 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
         weights[alias] = weights[name]
     partial = bool(state.get("trained_only"))
     if partial and set(weights) != trained:
-        from tailor.errors import TailorError
-
         odd = sorted(set(weights) ^ (trained or set()))
         raise TailorError(f"{folder}: holds only trained weights, and they do not fit the model being trained "
                           f"({len(odd)} names differ, e.g. {odd[0] if odd else 'no trained names given'})")
@@ -180,9 +192,14 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
 class Checkpoints:
     """The checkpoints of one training run: find the latest good one, save, keep the last K plus the best."""
 
-    def __init__(self, root: Path, keep_last: int = 2, warn=print, trained: set[str] | None = None):
-        """trained: save only these parameters (by name), for a model whose frozen base never changes."""
+    def __init__(self, root: Path, keep_last: int = 2, warn=print, trained: set[str] | None = None,
+                 quarantine: Path | None = None):
+        """trained: save only these parameters (by name), for a model whose frozen base never changes.
+
+        quarantine: where damaged checkpoints are moved (default: `quarantine` beside root).
+        """
         self.root, self.keep_last, self.warn, self.trained = Path(root), keep_last, warn, trained
+        self.quarantine = Path(quarantine) if quarantine is not None else self.root.parent / "quarantine"
 
     def steps(self) -> list[int]:
         """Steps that have a checkpoint folder (complete or not), oldest first."""
@@ -193,19 +210,57 @@ class Checkpoints:
     def path(self, step: int) -> Path:
         return self.root / checkpoint_name(step)
 
+    def quarantined(self) -> list[dict]:
+        """The notes of the checkpoints set aside as damaged (folder, reason, when), oldest first."""
+        if not self.quarantine.is_dir():
+            return []
+        notes = [json.loads(p.read_text()) for p in sorted(self.quarantine.glob("*.json"))]
+        return sorted(notes, key=lambda n: n.get("at", 0))
+
+    def set_aside(self, folder: Path, problem: str) -> Path:
+        """Move a damaged checkpoint into the quarantine folder, whole, with a note of what was wrong."""
+        self.quarantine.mkdir(parents=True, exist_ok=True)
+        target = self.quarantine / folder.name
+        n = 1
+        while target.exists() or target.with_name(target.name + ".json").exists():
+            n += 1
+            target = self.quarantine / f"{folder.name}.{n}"
+        os.replace(folder, target)  # same filesystem: a rename, nothing copied or lost
+        atomic_write_json(target.with_name(target.name + ".json"),
+                          {"checkpoint": target.name, "from": str(folder), "problem": problem, "at": time.time()})
+        return target
+
     def latest_good(self, drop_bad: bool = True) -> Path | None:
-        """The newest checkpoint whose checksums match; damaged newer ones are reported (and set aside)."""
+        """The newest checkpoint whose checksums match; damaged newer ones are reported (with drop_bad, quarantined)."""
         if self.root.is_dir():  # a write killed half-way leaves a hidden temp (or .old) folder
             for leftover in self.root.glob(".step-*"):
                 recover_dir(self.root / leftover.name[1:].split(".", 1)[0])
+        damaged = []
+        good = None
         for step in reversed(self.steps()):
             folder = self.path(step)
             problem = verify(folder)
             if problem is None:
-                return folder
-            self.warn(f"checkpoint {folder} is damaged ({problem}); using the previous one")
-            if drop_bad:
-                shutil.rmtree(folder, ignore_errors=True)
+                good = folder
+                break
+            damaged.append((folder, problem))
+        for folder, problem in damaged:
+            where = f"; moved to {self.set_aside(folder, problem)}" if drop_bad else ""
+            after = f"the newest good one is {good.name}" if good is not None else "no earlier checkpoint is good"
+            self.warn(f"checkpoint {folder} is damaged ({problem}){where}; {after}")
+        return good
+
+    def resume_point(self) -> Path | None:
+        """The checkpoint to continue from; None for a fresh start, refused when checkpoints existed and none is good."""
+        good = self.latest_good(drop_bad=True)
+        if good is not None:
+            return good
+        notes = self.quarantined()
+        if notes:
+            reasons = "; ".join(f"{n['checkpoint']}: {n['problem']}" for n in notes[-3:])
+            raise TailorError(f"train: no good checkpoint to resume from in {self.root}, and {len(notes)} damaged "
+                              f"one(s) are in {self.quarantine} ({reasons}); not starting again from step 0 "
+                              f"on its own. To train from scratch, move {self.quarantine} elsewhere")
         return None
 
     def save(self, model, optimizer, step: int, extra: dict, best_step: int | None, write: bool = True) -> None:
@@ -228,3 +283,17 @@ class Checkpoints:
     def load(self, folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict:
         """load_checkpoint with the names of the parameters this run's checkpoints hold."""
         return load_checkpoint(folder, model, optimizer, self.trained)
+
+    def load_weights(self, step: int, model: torch.nn.Module) -> str | None:
+        """Load step's weights only after they verify; else quarantine the checkpoint and return what was wrong."""
+        folder = self.path(step)
+        problem = verify(folder, WEIGHTS) if folder.is_dir() else "it is not there"
+        if problem is None:
+            load_checkpoint(folder, model, None, self.trained)
+            return None
+        try:
+            if folder.is_dir():
+                self.set_aside(folder, problem)
+        except FileNotFoundError:  # another rank of the same run moved it first
+            pass
+        return problem

@@ -313,8 +313,14 @@ def _final_weights(engine: Engine, checkpoints: Checkpoints, cfg: Train, state: 
     """
     nan = stopped.startswith("non-finite")
     if cfg.checkpoints.keep_best and state.best_step is not None and (state.best_step != state.step or nan):
-        checkpoints.load(checkpoints.path(state.best_step), engine.model)
-        return f"best validation checkpoint (step {state.best_step})"
+        problem = checkpoints.load_weights(state.best_step, engine.model)  # verified before it is loaded
+        if problem is None:
+            return f"best validation checkpoint (step {state.best_step})"
+        checkpoints.warn(f"the best checkpoint ({checkpoints.path(state.best_step).name}) cannot be used: {problem}; "
+                         f"it is in {checkpoints.quarantine}, and the model keeps "
+                         + ("the last good checkpoint's weights" if nan else f"the weights of the last step ({state.step})"))
+        if not nan:
+            return f"last step ({state.step}); the best checkpoint (step {state.best_step}) was damaged: {problem}"
     if nan:
         good = checkpoints.latest_good(drop_bad=False)
         if good is None:

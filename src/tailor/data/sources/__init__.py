@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tailor.data.sources.records import SOURCE_INDEX_KEY, SOURCE_KEY, SPLIT_KEY, Reject
+from tailor.artifacts import RESERVED_PREFIX
+from tailor.data.sources.records import LABEL_STUDIO_ID, SOURCE_INDEX_KEY, SOURCE_KEY, SPLIT_KEY, Reject
 from tailor.spec.data import SOURCES, Data, Fields, SyntheticSource
 
-DROP_KEY = "_drop"  # a generated record that cannot be used: counted and dropped, never silently lost
+DROP_KEY = RESERVED_PREFIX + "drop"  # a generated record that cannot be used: counted and dropped, never silently lost
 
 __all__ = ["read_source", "source_files", "Reject", "SOURCE_KEY", "SPLIT_KEY", "SOURCE_INDEX_KEY", "DROP_KEY"]
 
@@ -33,7 +34,7 @@ def _module(source):
 
 
 def read_source(source, i: int, data: Data, lenient: bool, report: dict) -> Iterator[dict | Reject]:
-    """Records of one source with the spec's field names, `_source` and `_split`; malformed ones as Rejects.
+    """Records of one source with the spec's field names and Tailor's provenance keys; malformed ones as Rejects.
 
     A record without a required field is a Reject, unless `lenient` (a `missing` step will handle it);
     a generated record without one is marked to be dropped.
@@ -46,6 +47,9 @@ def read_source(source, i: int, data: Data, lenient: bool, report: dict) -> Iter
         if isinstance(item, Reject):
             yield item
             continue
+        for key in [k for k in item if str(k).startswith(RESERVED_PREFIX)]:
+            if key != LABEL_STUDIO_ID:  # an earlier Tailor artifact's provenance: this run writes its own
+                del item[key]
         for field, column in mapping.items():
             if column in item:
                 item[field] = item.pop(column)

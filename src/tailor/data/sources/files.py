@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from tailor.data.sources.records import Reject
+from tailor.data.sources.records import LABEL_STUDIO_ID, Reject
 from tailor.errors import TailorError
 from tailor.spec.data import FilesSource
 
@@ -42,15 +42,72 @@ def expand(paths: list[str], key: str) -> list[Path]:
     return files
 
 
-def open_binary(path: Path):
-    """The file's bytes, decompressed when it ends in .gz or .zst."""
-    suffix = path.suffix.lower()
-    if suffix == ".gz":
-        return gzip.open(path, "rb")
-    if suffix == ".zst":
+class _Decompressed(io.RawIOBase):
+    """A .gz or .zst file's decompressed bytes; damaged or truncated data stops with the file and the byte offset."""
+
+    def __init__(self, path: Path, kind: str):
+        self.path, self.kind, self.raw = path, kind, open(path, "rb")
+        self.out = 0  # decompressed bytes handed out so far
+        self.stream = gzip.GzipFile(fileobj=self.raw, mode="rb") if kind == "gzip" else None
+        self.frame, self.pending = None, b""  # zstd: the frame being read and what it gave beyond the last read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            data = self.stream.read(len(buffer)) if self.stream is not None else self._zstd(len(buffer))
+        except Exception as e:  # gzip: EOFError, BadGzipFile, zlib.error; zstandard: ZstdError
+            raise TailorError(self._problem(e)) from None
+        buffer[:len(data)] = data
+        self.out += len(data)
+        return len(data)
+
+    def _zstd(self, size: int) -> bytes:
+        """Frame by frame, so that a frame cut short is noticed (zstandard's stream reader just stops)."""
         import zstandard
 
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
+        while not self.pending:
+            chunk = self.raw.read(1 << 16)
+            if not chunk:
+                if self.frame is not None and not self.frame.eof:
+                    raise EOFError("the last zstd frame is incomplete")
+                return b""
+            while chunk:
+                if self.frame is None or self.frame.eof:
+                    self.frame = zstandard.ZstdDecompressor().decompressobj()
+                self.pending += self.frame.decompress(chunk)
+                chunk = self.frame.unused_data if self.frame.eof else b""
+        data, self.pending = self.pending[:size], self.pending[size:]
+        return data
+
+    def _problem(self, error: Exception) -> str:
+        size, at = self.path.stat().st_size, min(self.raw.tell(), self.path.stat().st_size)
+        if size == 0:
+            return f"{self.path}: the file is empty (0 bytes), not {self.kind} data"
+        if self.out == 0 and (isinstance(error, gzip.BadGzipFile) or "Unknown frame descriptor" in str(error)):
+            head = self.path.read_bytes()[:8]
+            return (f"{self.path}: not {self.kind} data at byte 0 (it starts with {head!r}); "
+                    f"rename it without {self.path.suffix} if it is not compressed")
+        if isinstance(error, EOFError) or at >= size:
+            read = f", after {self.out:,} decompressed bytes" if self.out else ""
+            return (f"{self.path}: the {self.kind} data ends at byte {size} (the end of the file{read}) before its "
+                    "end-of-stream marker: the file is truncated (an interrupted download or copy?)")
+        return f"{self.path}: damaged {self.kind} data near byte {at} of {size} ({error})"
+
+    def close(self) -> None:
+        if not self.closed:
+            if self.stream is not None:
+                self.stream.close()
+            self.raw.close()
+        super().close()
+
+
+def open_binary(path: Path):
+    """The file's bytes, decompressed when it ends in .gz or .zst (damage stops with a TailorError)."""
+    suffix = path.suffix.lower()
+    if suffix in COMPRESSED:
+        return io.BufferedReader(_Decompressed(path, "gzip" if suffix == ".gz" else "zstd"))
     return open(path, "rb")
 
 
@@ -150,7 +207,7 @@ def _label_studio(path: Path, label_field: str | None) -> Iterator[Row]:
         choices = [c for a in annotations[-1:] for r in a.get("result") or [] for c in (r.get("value") or {}).get("choices") or []]
         if choices and label_field:
             record[label_field] = choices[0]
-        record["ls_id"] = task.get("id")
+        record[LABEL_STUDIO_ID] = task.get("id")
         yield i, record
 
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SOURCE_KEY, SPLIT_KEY = "_source", "_split"  # record keys that carry provenance, not data
-SOURCE_INDEX_KEY = "_source_index"          # which data.sources entry; dropped before the splits are written
+from tailor.artifacts import RESERVED_PREFIX, SOURCE_COLUMN
+
+SOURCE_KEY = SOURCE_COLUMN                       # provenance, written to the splits as it is
+SPLIT_KEY = RESERVED_PREFIX + "split"            # a source's fixed split; dropped before the splits are written
+SOURCE_INDEX_KEY = RESERVED_PREFIX + "source_index"  # which data.sources entry; dropped likewise
+LABEL_STUDIO_ID = RESERVED_PREFIX + "label_studio_id"  # the task id of a record read from a Label Studio export
 
 
 @dataclass

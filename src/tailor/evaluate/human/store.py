@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
+from tailor.artifacts import private_file
 from tailor.errors import TailorError
 
 LIKERT = (1, 2, 3, 4, 5)
@@ -79,9 +80,7 @@ class Item:
 @contextmanager
 def connect(db: Path) -> Iterator[sqlite3.Connection]:
     """A connection with the schema in place, committed on success, always closed."""
-    db = Path(db)
-    db.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(db, timeout=30)
+    con = sqlite3.connect(private_file(db), timeout=30)  # ratings and the texts rated: owner only
     try:
         con.executescript(SCHEMA)
         yield con
