@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 
 from test_data import run, spec_for
 
-from tailor.data import load_split
+from tailor.splits import load_split
 
 TICKETS = [{"body": f"ticket {i}: my parcel is late", "intent": "shipping" if i % 2 else "refund",
             "source": "email" if i % 3 else "phone"} for i in range(12)]

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tailor.cli import app as cli
-from tailor.deploy.encryption import PLAINTEXT, SUFFIX
+from tailor.encryption import PLAINTEXT, SUFFIX
 
 
 def _texts(run):
@@ -21,8 +21,8 @@ def _texts(run):
 
 
 def test_encrypting_a_run_seals_every_file_but_the_listed_exceptions(finished_run, tmp_path, monkeypatch):
-    from tailor.data import load_split
-    from tailor.deploy.encryption import marker_summary
+    from tailor.splits import load_split
+    from tailor.encryption import marker_summary
     from tailor.evaluate.compare import _results
     from tailor.evaluate.predictions import read_predictions
     from tailor.inference import Generator
@@ -108,7 +108,7 @@ def test_an_existing_world_readable_database_is_tightened(tmp_path):
 
 def test_the_tuning_study_is_owner_only(tmp_path):
     from tailor.spec.train import Tune
-    from tailor.train.tune import storage_url
+    from tailor.studies.tune import storage_url
 
     url = storage_url(Tune(), tmp_path, "tiny")
     assert stat.S_IMODE((tmp_path / "tiny" / "tune.db").stat().st_mode) == 0o600 and url.endswith("tune.db")

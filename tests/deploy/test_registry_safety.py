@@ -67,7 +67,7 @@ def test_damaged_weights_are_not_registered(model, tmp_path):
 
 
 def test_a_verified_folder_is_registered_with_a_manifest_that_verifies(model, tmp_path):
-    from tailor.deploy.manifest import verify_manifest
+    from tailor.manifest import verify_manifest
 
     v = Registry(tmp_path / "registry").add(model, "qa", reference=["what colour is item 1"])
     verify_manifest(v.path)

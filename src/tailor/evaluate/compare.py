@@ -17,7 +17,7 @@ from tailor.spec.evaluate import Bootstrap
 
 
 def _results(run_dir: Path) -> dict:
-    from tailor.deploy import encryption
+    from tailor import encryption
 
     path = Path(run_dir) / "evaluate" / "results.json"
     if not encryption.exists(path):

@@ -32,7 +32,7 @@ def read_predictions(run_dir: Path) -> list[dict]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tailor.deploy import encryption
+    from tailor import encryption
 
     run_dir = Path(run_dir)
     for path in (run_dir / "evaluate" / FILE, run_dir / FILE):
