@@ -17,7 +17,7 @@ from tailor.spec.deploy import Alert, Connections, Limits, Serve
 
 from .conftest import running, served_apart
 
-QUICK = Connections(header_timeout=1, body_timeout=1, keep_alive=1, max_connections=64)
+QUICK = Connections(header_timeout=1.5, body_timeout=1, keep_alive=0.5, max_connections=64)
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +59,14 @@ def _until_closed(sock: socket.socket, limit: float, feed: bytes = b"", every: f
 def test_a_client_that_sends_nothing_is_cut_off(guarded):
     with contextlib.closing(_connect(guarded)) as sock:
         took, _ = _until_closed(sock, 6)
-    assert took < 2.5, took
+    assert 1.4 < took < 3, took
 
 
 def test_headers_sent_slowly_are_cut_off(guarded):
     head = b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 200
     with contextlib.closing(_connect(guarded)) as sock:
         took, _ = _until_closed(sock, 6, head)
-    assert took < 2.5, took
+    assert took < 3, took
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
@@ -91,7 +91,7 @@ def test_an_idle_kept_alive_connection_is_closed(guarded):
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         sock.setblocking(False)
         took, answer = _until_closed(sock, 6)
-    assert answer.startswith(b"HTTP/1.1 200") and took < 2.5, (took, answer[:100])
+    assert answer.startswith(b"HTTP/1.1 200") and took < 1.2, (took, answer[:100])  # keep_alive, not the head's
 
 
 def test_connections_beyond_the_cap_are_refused(chatty_model, home):
