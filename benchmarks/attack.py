@@ -8,7 +8,6 @@ feedback. Every check must hold; one summary line; non-zero exit when one does n
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import select
 import socket
 import sys
