@@ -94,9 +94,16 @@ def test_an_idle_kept_alive_connection_is_closed(guarded):
     assert answer.startswith(b"HTTP/1.1 200") and took < 1.2, (took, answer[:100])  # keep_alive, not the head's
 
 
-def test_connections_beyond_the_cap_are_refused(chatty_model, home):
-    capped = Serve(connections=Connections(header_timeout=5, max_connections=3))
+def test_connections_beyond_the_cap_and_heads_beyond_their_size_are_refused(chatty_model, home):
+    capped = Serve(connections=Connections(header_timeout=5, max_connections=3, max_header_size="2KB"))
     with served_apart(chatty_model, capped, home) as url:
+        assert httpx.get(f"{url}/health", headers={"X-Padding": "a" * 1000}).status_code == 200
+        with contextlib.closing(_connect(url)) as sock:  # a head that grows past its bound, never finished
+            sock.setblocking(True)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 4000)
+            sock.setblocking(False)
+            took, answer = _until_closed(sock, 6)
+        assert answer.startswith(b"HTTP/1.1 400") and took < 1, (took, answer[:100])
         idle = [_connect(url) for _ in range(3)]
         try:
             time.sleep(0.2)

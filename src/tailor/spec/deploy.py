@@ -37,7 +37,8 @@ class Connections(Strict):
     keep_alive: Duration = Field(5.0, gt=0, description="an idle kept-alive connection is closed after this")
     max_connections: int = Field(256, ge=1, description="open connections and running requests at most; "
                                  "uvicorn answers 503 beyond")
-    max_header_size: Size = Field(16_384, ge=1024, description="largest request head (request line and headers)")
+    max_header_size: Size = Field(16_384, ge=1024, description="most bytes of an unfinished request head held "
+                                  "while it arrives (400 above)")
 
 
 class Serve(Strict):
