@@ -59,10 +59,17 @@ class DeadlineStream(StreamingResponse):
         self.decoding, self.deadline, self.scope = decoding, deadline, scope
 
     async def stream_response(self, send) -> None:
+        ended = False
+
+        async def tracked(message) -> None:
+            nonlocal ended
+            await send(message)
+            ended = ended or (message["type"] == "http.response.body" and not message.get("more_body", False))
+
         try:
             with anyio.move_on_after(max(self.deadline - time.monotonic(), 0.0)) as cut:
-                await super().stream_response(send)
-            if cut.cancelled_caught:
+                await super().stream_response(tracked)
+            if cut.cancelled_caught and not ended:
                 self.scope[STREAM_STATUS] = 504
                 with anyio.move_on_after(0.5):  # a last word to a client that still reads
                     last = _sse(error_body(504, "the stream reached its time limit"))
