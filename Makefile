@@ -36,7 +36,9 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { echo "make test needs Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; exit 1; }
 
+# the import contracts of pyproject.toml first: a back-arrow between packages fails before any test runs
 test: $(VENV)/.dev browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 # pip-audit on requirements.lock and bandit on the package; fails on known vulnerabilities or high findings

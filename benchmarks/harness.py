@@ -22,7 +22,7 @@ def build_model(folder: Path, n_layer: int = 4, n_embd: int = 256, n_head: int =
     """A GPT-2-shaped model (random weights) with a byte-level BPE, saved as a servable folder."""
     import random
 
-    from tailor.deploy.manifest import write_manifest
+    from tailor.manifest import write_manifest
     from tailor.models import save_model
     from tailor.models.transformer import Transformer, TransformerConfig
     from tailor.tokenizer import EOS, PAD, SEP, Codec, train_bpe

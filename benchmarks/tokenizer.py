@@ -18,9 +18,10 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from tailor.data import load_split, run_data
+from tailor.data import STAGE as DATA_STAGE
+from tailor.splits import load_split
 from tailor.spec import parse_spec
-from tailor.tokenizer import run_tokenizer
+from tailor.tokenizer import STAGE as TOKENIZER_STAGE
 from tailor.tokenizer.train import SPECIALS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +53,7 @@ def main() -> None:
                           f"  split: {{train: 0.9, validation: 0.1, test: 0.0, shuffle: false}}\n"
                           f"tokenizer: {{type: bpe, vocab_size: {args.vocab_size}}}\n", "bench")
         (work / "data").mkdir()
-        run_data(spec, work / "data")
+        DATA_STAGE.call(spec, work / "data")
         texts = [r["text"] for r in load_split(work / "data", "train")]
         times: dict[str, list[float]] = {"ours": [], "raw": []}
         ratios = []
@@ -62,7 +63,7 @@ def main() -> None:
                 out.mkdir()
                 start = time.perf_counter()
                 if name == "ours":
-                    run_tokenizer(spec, work / "data", out)
+                    TOKENIZER_STAGE.call(spec, out, data_dir=work / "data")
                 else:
                     raw_tokenizers(texts, spec.tokenizer.vocab_size, spec.tokenizer.min_frequency, out)
                 if i:  # round 0 warms up

@@ -87,7 +87,7 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
 
     from transformers import BertConfig, BertModel
 
-    from tailor.models.presets import preset_path
+    from tailor.presets import preset_path
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     torch_seed()

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from tailor.cli import app
 from tailor.errors import TailorError
-from tailor.evaluate.ablation import results_path, run_ablation, set_key, variant_spec
+from tailor.report import results_path
+from tailor.studies.ablation import run_ablation, set_key, variant_spec
 from tailor.run import read_run
 from tailor.spec import load_spec
 

@@ -4,7 +4,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tailor.data import load_split, run_data
+from tailor.data import STAGE as DATA_STAGE
+from tailor.splits import load_split
 from tailor.data.clean.normalize import Normalize
 from tailor.data.split import assign_splits
 from tailor.errors import TailorError
@@ -25,7 +26,7 @@ data:
 def run(tmp_path, spec):
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
-    return run_data(spec, out), out
+    return DATA_STAGE.call(spec, out), out
 
 
 def test_all_formats_and_globs_load_and_counts_reconcile(tmp_path):

@@ -7,9 +7,9 @@ import pytest
 from tailor.data.annotate.join import LabelJoin
 from tailor.data.annotate.rules import LabelRules, rule_summary
 from tailor.data.clean.dedup import ExactDedup
-from tailor.data.clean.fix_text import fix_text_step
+from tailor.data.clean.fix_text import FixText
 from tailor.data.clean.language import Language
-from tailor.data.clean.lowercase import lowercase_step
+from tailor.data.clean.lowercase import Lowercase
 from tailor.data.clean.minhash import MinHasher, optimal_bands
 from tailor.data.clean.missing import Missing
 from tailor.data.clean.near_dedup import NearDedup
@@ -17,7 +17,7 @@ from tailor.data.clean.normalize import Normalize
 from tailor.data.clean.pii import Pii, luhn
 from tailor.data.clean.quality import Quality
 from tailor.data.clean.spelling import Spelling
-from tailor.data.clean.words import lemmatize_step, stem_step, stopwords_step
+from tailor.data.clean.words import Lemmatize, Stem, Stopwords
 from tailor.errors import TailorError
 
 
@@ -78,7 +78,7 @@ def test_fix_text_is_ftfy():
     import ftfy
 
     bad = "The Mona Lisa doesnÃ¢â‚¬â„¢t have eyebrows. Ã¢Å“â€\x9d"
-    assert fix_text_step(["t"])({"t": bad})["t"] == ftfy.fix_text(bad) == "The Mona Lisa doesn't have eyebrows. ✔"
+    assert FixText(["t"])({"t": bad})["t"] == ftfy.fix_text(bad) == "The Mona Lisa doesn't have eyebrows. ✔"
 
 
 def test_spelling_fixes_prose_never_code():
@@ -104,14 +104,14 @@ def test_classic_steps_match_their_libraries():
     from stop_words import get_stop_words
 
     text = "The children were running to the houses"
-    assert lowercase_step(["t"])({"t": "MiXed"})["t"] == "mixed"
+    assert Lowercase(["t"])({"t": "MiXed"})["t"] == "mixed"
     stop = set(get_stop_words("en"))
-    assert stopwords_step(["t"], "en")({"t": text})["t"].split() == [w for w in text.split() if w.lower() not in stop]
+    assert Stopwords(["t"], "en")({"t": text})["t"].split() == [w for w in text.split() if w.lower() not in stop]
     stemmer = snowballstemmer.stemmer("english")
-    assert stem_step(["t"], "en")({"t": text})["t"].split() == stemmer.stemWords(text.split())
-    assert lemmatize_step(["t"], "en")({"t": text})["t"].split() == [simplemma.lemmatize(w, lang="en") for w in text.split()]
+    assert Stem(["t"], "en")({"t": text})["t"].split() == stemmer.stemWords(text.split())
+    assert Lemmatize(["t"], "en")({"t": text})["t"].split() == [simplemma.lemmatize(w, lang="en") for w in text.split()]
     with pytest.raises(TailorError, match="no stop-word list for 'xx'"):
-        stopwords_step(["t"], "xx")
+        Stopwords(["t"], "xx")
 
 
 def test_quality_rules_name_themselves():
@@ -216,7 +216,7 @@ def test_label_model_scores_match_a_plain_forward_pass(tiny_lm):
 def test_label_model_prelabels_for_review_in_label_studio_tasks(tiny_lm, tmp_path):
     import json
 
-    from tailor.data import run_data
+    from tailor.data import STAGE as DATA_STAGE
     from tailor.spec import parse_spec
 
     (tmp_path / "t.jsonl").write_text('{"text": "money back please", "label": null}\n{"text": "where my parcel", "label": "shipping"}\n')
@@ -231,7 +231,7 @@ data:
 """, "s.yaml", tmp_path)
     out = tmp_path / "out"
     out.mkdir()
-    report = run_data(spec, out)
+    report = DATA_STAGE.call(spec, out)
     assert {s["step"]: s["counts"] for s in report["steps"]}["label_model"].keys() <= {f"suggested {x}" for x in ("refund", "shipping", "other")}
     tasks = json.loads((out / "label_studio.json").read_text())
     first, second = tasks

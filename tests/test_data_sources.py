@@ -8,7 +8,7 @@ import zstandard
 
 from test_data import run, spec_for
 
-from tailor.data import load_split
+from tailor.splits import load_split
 from tailor.errors import TailorError
 
 ARTICLE = "<p>" + "Cordless drills need charged batteries and a sharp bit to work well. " * 5 + "</p>"

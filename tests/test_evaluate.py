@@ -12,7 +12,7 @@ from tailor.errors import TailorError
 from tailor.evaluate.errors import analyse, cluster_errors, length_buckets, slice_fields
 from tailor.evaluate.metrics import rouge
 from tailor.evaluate.predictions import by_split, read_predictions
-from tailor.evaluate.scoring import example_nll
+from tailor.evaluate.scoring import Reading, example_nll
 from tailor.spec import load_spec
 from tailor.spec.evaluate import ErrorAnalysis
 
@@ -31,7 +31,7 @@ def test_predictions_parquet_has_one_row_per_example(finished_run):
 
 
 def test_loss_from_examples_equals_the_training_loop_evaluation(finished_run):
-    from tailor.data import load_split
+    from tailor.splits import load_split
     from tailor.inference import Generator
     from tailor.train.batches import make_batches
     from tailor.train.loop import evaluate_loss
@@ -40,7 +40,8 @@ def test_loss_from_examples_equals_the_training_loop_evaluation(finished_run):
     spec = load_spec(spec_path)
     gen = Generator(run_dir)
     records = load_split(run_dir / "data", "test")
-    batches = make_batches(spec, records, gen.codec, gen.model.config.block_size, spec.train.batch_size, 0)
+    batches = make_batches(records, gen.codec, gen.model.config.block_size, spec.train.batch_size, 0,
+                           fields=spec.data.fields, output=spec.problem.output)
     loss, tokens = evaluate_loss(gen.model, batches, None, torch.device("cpu"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test/loss"] == pytest.approx(loss, rel=1e-6) and metrics["test/tokens"] == tokens
@@ -57,8 +58,9 @@ def test_corpus_nll_is_split_over_documents_without_loss(finished_run):
     spec.data.fields = spec.data.fields.model_validate({"text": "body"})
     gen = Generator(run_dir)
     records = [{"body": "what colour is item %d and why " % i * (1 + i % 3)} for i in range(9)]
-    nll, counts = example_nll(gen, spec, records)
-    batches = make_batches(spec, records, gen.codec, gen.model.config.block_size, spec.train.batch_size, 0)
+    nll, counts = example_nll(gen, Reading.of(spec), records)
+    batches = make_batches(records, gen.codec, gen.model.config.block_size, spec.train.batch_size, 0,
+                           fields=spec.data.fields, output=spec.problem.output)
     loss, tokens = evaluate_loss(gen.model, batches, None, torch.device("cpu"))
     lengths = [len(ids) + 1 for ids in gen.codec.encode_batch([r["body"] for r in records])]
     assert counts == [lengths[0] - 1] + lengths[1:]  # the stream's first token has no context

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from tailor.errors import TailorError
-from tailor.models import compute_loss, generate_ids, head_of, labels_of, load_model, save_model, with_head
+from tailor.models import compute_loss, head_of, labels_of, load_model, save_model, with_head
 from tailor.models.recurrent import Recurrent, RecurrentConfig
 from tailor.models.transformer import Transformer, TransformerConfig
 
@@ -101,6 +101,14 @@ def test_head_models_save_and_load(tmp_path, family, head):
                                    loaded(BATCH["input_ids"], BATCH["attention_mask"]), rtol=0, atol=0)
 
 
-def test_a_head_model_refuses_to_generate():
-    with pytest.raises(TailorError, match="has a classification head: it predicts labels or scores"):
-        generate_ids(with_head(transformer(), "classification", LABELS), torch.tensor([[1, 2]]), 3)
+def test_a_head_model_refuses_to_generate(tmp_path):
+    from tailor.inference.local import answer_in_process
+    from tailor.manifest import write_manifest
+    from tailor.tokenizer import train_bpe
+
+    folder = tmp_path / "head"
+    save_model(with_head(transformer(), "classification", LABELS), folder)
+    train_bpe(["refund my order please", "where is my parcel"], 300, 1).save(str(folder / "tokenizer.json"))
+    write_manifest(folder)
+    with pytest.raises(TailorError, match="predicts labels or scores for a text and does not generate"):
+        answer_in_process(folder, ["refund"], 3)

@@ -111,7 +111,7 @@ def own_model(family: str):
 def test_the_output_layer_at_scored_positions_only_gives_the_same_loss_and_gradients(family, smoothing):
     """Prompts are not scored: computing logits only at the answers changes nothing but the work."""
     from tailor.models import scored_positions
-    from tailor.train.losses import Objective
+    from tailor.models.losses import Objective
 
     model = tiny_llama(family == "hf-lora") if family.startswith("hf") else own_model(family)
     batch = PairBatches(examples(), 4, 0, seed=0)(0)

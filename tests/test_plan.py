@@ -51,7 +51,7 @@ def test_planned_run_stays_within_its_time_budget(make_spec, tmp_path):
 
 
 def test_compute_optimal_shape_grows_with_compute_and_fits_it():
-    from tailor.train.plan import SHAPES, TOKENS_PER_PARAM, compute_optimal_shape, shape_params
+    from tailor.models.size import SHAPES, TOKENS_PER_PARAM, compute_optimal_shape, shape_params
 
     small, _ = compute_optimal_shape(flops_per_s=20e9, budget=600)
     big, reason = compute_optimal_shape(flops_per_s=400e12, budget=3600)

@@ -11,7 +11,7 @@ import yaml
 
 from tailor.errors import TailorError
 from tailor.models.pretrained import check_gguf, load_pretrained
-from tailor.models.presets import resolve_source
+from tailor.presets import resolve_source
 from tailor.run import Pipeline
 from tailor.spec import load_spec
 

@@ -101,18 +101,21 @@ def test_from_forces_rerun_in_a_new_run(make_spec, tmp_path):
 
 
 def test_failed_stage_keeps_previous_artifacts(make_spec, tmp_path, monkeypatch):
-    import tailor.train
+    import dataclasses
+
+    import tailor.run
 
     spec = load_spec(make_spec())
     run_dir = Pipeline(spec, tmp_path / "runs").run(until="train")
     before = hash_tree(run_dir / "train")
 
-    def broken(spec, data_dir, tok_dir, model_dir, out_dir, progress=None, **kwargs):
+    def broken(out_dir, progress=None, **kwargs):
         (out_dir / "model").mkdir()
         (out_dir / "model" / "model.safetensors").write_bytes(b"half a file")
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(tailor.train, "run_train", broken)
+    monkeypatch.setattr(tailor.run, "STAGES", tuple(dataclasses.replace(s, run=broken) if s.name == "train" else s
+                                                    for s in tailor.run.STAGES))
     with pytest.raises(RuntimeError, match="disk on fire"):
         Pipeline(spec, tmp_path / "runs").run(until="train", start_from="train")
     assert hash_tree(run_dir / "train") == before

@@ -3,11 +3,11 @@ import unicodedata
 
 import pytest
 
-from tailor.data import run_data
+from tailor.data import STAGE as DATA_STAGE
 from tailor.errors import TailorError
 from tailor.spec import parse_spec
 from tailor.spec.model import TokenizerSpec
-from tailor.tokenizer import EOS, SEP, Codec, pretrained_tokenizer, run_tokenizer, train_bpe, train_tokenizer
+from tailor.tokenizer import EOS, SEP, STAGE as TOKENIZER_STAGE, Codec, pretrained_tokenizer, train_bpe, train_tokenizer
 from tailor.tokenizer.report import tokenizer_report
 from tailor.tokenizer.train import UNK, promises_round_trip
 
@@ -146,8 +146,8 @@ def _stage(tmp_path, tokenizer_yaml: str, output: str = "text"):
                       f"tokenizer: {tokenizer_yaml}\n", "s", tmp_path)
     (tmp_path / "data").mkdir()
     (tmp_path / "tok").mkdir()
-    run_data(spec, tmp_path / "data")
-    return run_tokenizer(spec, tmp_path / "data", tmp_path / "tok")
+    DATA_STAGE.call(spec, tmp_path / "data")
+    return TOKENIZER_STAGE.call(spec, tmp_path / "tok", data_dir=tmp_path / "data")
 
 
 def test_stage_writes_loadable_tokenizer_and_report(tmp_path):

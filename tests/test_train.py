@@ -84,7 +84,7 @@ def test_checkpoint_restores_model_optimizer_and_rng(tmp_path):
 
 
 def test_label_smoothing_and_class_weights_match_their_definitions():
-    from tailor.train.losses import Objective, class_weight_tensor
+    from tailor.models.losses import Objective, class_weight_tensor
 
     torch.manual_seed(0)
     logits = torch.randn(6, 4)
@@ -107,7 +107,7 @@ def test_label_smoothing_and_class_weights_match_their_definitions():
 
 def test_class_weights_need_known_labels():
     from tailor.errors import TailorError
-    from tailor.train.losses import class_weight_tensor
+    from tailor.models.losses import class_weight_tensor
 
     with pytest.raises(TailorError, match="unknown label\\(s\\) 'spma'; the labels are 'ham', 'spam'"):
         class_weight_tensor({"spma": 2.0}, ["ham", "spam"])

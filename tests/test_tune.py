@@ -16,7 +16,7 @@ import yaml
 
 from tailor.errors import TailorError
 from tailor.spec import load_spec
-from tailor.train.tune import dimension, run_tune, with_values
+from tailor.studies.tune import dimension, run_tune, with_values
 
 # the spec's own lr (3e-3) is trial 0; the sampler then draws from a range that is mostly far too low,
 # and the median pruner stops such trials at their first validation pass
@@ -52,7 +52,7 @@ def test_three_trials_with_pruning_write_table_plot_and_best_spec(make_spec, tmp
 def test_grid_and_random_studies_take_their_samplers(make_spec, tmp_path):
     import optuna
 
-    from tailor.train.tune import make_study
+    from tailor.studies.tune import make_study
 
     grid = load_spec(make_spec(TUNED | {"tune": TUNED["tune"] | {"method": "grid", "pruner": "hyperband",
                                                                  "space": {"train.batch_size": [4, 8]}}}))

@@ -171,7 +171,8 @@ def train(
     from tailor.run import STAGES, Pipeline, work_dir
     from tailor.spec import load_spec
     from tailor.train.checkpoint import Checkpoints
-    from tailor.train.distributed import launch, train_on_ranks, world_size
+    from tailor.run import train_on_ranks
+    from tailor.train.distributed import launch, world_size
 
     if nproc > 1 and world_size() == 1:
         raise typer.Exit(launch(nproc, ["train", str(spec), "--runs-dir", str(runs_dir)] + (["--resume"] if resume else [])))
@@ -210,7 +211,7 @@ def tune(
 ) -> None:
     """Search the spec keys in tune.space with optuna; write the trials table, plot and the best spec."""
     from tailor.spec import load_spec
-    from tailor.train.tune import run_tune
+    from tailor.studies.tune import run_tune
 
     s = load_spec(spec)
     if s.tune is not None:
@@ -281,7 +282,8 @@ def ablate(spec: Path = typer.Argument(..., help="Spec file (YAML) with evaluate
            runs_dir: Path = RUNS_DIR) -> None:
     """Run each ablation variant (same budget, N seeds, cached) and report each metric's change against the baseline."""
     from tailor.console import progress_bar
-    from tailor.evaluate.ablation import results_path, run_ablation
+    from tailor.report import results_path
+    from tailor.studies.ablation import run_ablation
     from tailor.spec import load_spec
 
     s = load_spec(spec)

@@ -18,115 +18,32 @@ import fcntl
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
 
 from tailor import __version__
-from tailor.artifacts import (MARKER, atomic_dir, atomic_write_json, atomic_write_text, hash_json, hash_tree,
-                              link_tree, recover_dir, sha256_file)
+from tailor.artifacts import MARKER, atomic_dir, atomic_write_json, atomic_write_text, hash_tree, link_tree, recover_dir
+from tailor.data import STAGE as DATA
 from tailor.errors import TailorError
-from tailor.spec import Spec, dump_spec
+from tailor.evaluate import STAGE as EVALUATE
+from tailor.models import STAGE as MODEL
+from tailor.report import STAGE as REPORT
+from tailor.spec import Spec, dump_spec, spec_hash
+from tailor.stage import Stage
+from tailor.tokenizer import STAGE as TOKENIZER
+from tailor.train import STAGE as TRAIN
 
 
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    upstream: tuple[str, ...]
-    sections: Callable[[Spec], dict]           # the parts of the spec this stage reads
-    run: Callable[[Spec, Path, Path, object], dict]  # (spec, run_dir, out_dir, progress) -> summary
-    outside: Callable[[Spec, Path], dict] | None = None  # inputs beside the runs, found from the project folder
-
-
-def _data_files(spec: Spec) -> dict:
-    from tailor.data.sources import source_files
-
-    files = {str(p): sha256_file(p) for i, s in enumerate(spec.data.sources) for p in source_files(s, f"data.sources[{i}]")}
-    for step in spec.data.clean:  # files a step reads, e.g. label_join's labels
-        for options in step.values():
-            if isinstance(options.get("path"), str) and Path(options["path"]).is_file():
-                files[options["path"]] = sha256_file(Path(options["path"]))
-    return files
-
-
-def _stage_data(spec, run_dir, out, progress):
-    from tailor.data import run_data
-    return run_data(spec, out, progress)
-
-
-def _stage_tokenizer(spec, run_dir, out, progress):
-    from tailor.tokenizer import run_tokenizer
-    return run_tokenizer(spec, run_dir / "data", out)
-
-
-def _stage_model(spec, run_dir, out, progress):
-    from tailor.models import run_model
-    return run_model(spec, run_dir / "data", run_dir / "tokenizer", out)
-
-
-def _stage_train(spec, run_dir, out, progress):
-    from tailor.train import run_train
-    return run_train(spec, run_dir / "data", run_dir / "tokenizer", run_dir / "model", out, progress,
-                     work_dir=work_dir(run_dir, "train"))
-
-
-def _stage_evaluate(spec, run_dir, out, progress):
-    from tailor.evaluate import run_evaluate
-    return run_evaluate(spec, run_dir / "data", run_dir / "train", out, progress)
-
-
-def _stage_report(spec, run_dir, out, progress):
-    from tailor.evaluate.report import run_report
-    return run_report(spec, run_dir, out)
-
-
-def _ablation_results(spec: Spec, project: Path) -> dict:
-    from tailor.evaluate.ablation import results_path
-
-    path = results_path(project, spec)
-    return {"ablation": sha256_file(path) if path.is_file() else None}
-
-
-def _dump(*models) -> list:
-    return [m.model_dump(mode="json") if hasattr(m, "model_dump") else m for m in models]
-
-
-STAGES: tuple[Stage, ...] = (
-    Stage("data", (), lambda s: {"data": _dump(s.data), "files": _data_files(s)}, _stage_data),
-    Stage("tokenizer", ("data",), lambda s: {"spec": _dump(s.tokenizer, s.data.fields,
-                                                           s.model.base if s.tokenizer.type == "pretrained" else None),
-                                             "output": s.problem.output},
-          _stage_tokenizer),
-    Stage("model", ("data", "tokenizer"),
-          lambda s: {"spec": _dump(s.model, s.data.fields), "output": s.problem.output,
-                     # a size chosen from the budget depends on it
-                     "budget": _dump(s.problem.constraints, s.train.max_time) if getattr(s.model.arch, "size", None)
-                     else None},
-          _stage_model),
-    Stage("train", ("data", "tokenizer", "model"),
-          lambda s: {"spec": _dump(s.name, s.train, s.problem.constraints, s.data.fields)}, _stage_train),
-    Stage("evaluate", ("data", "train"),
-          lambda s: {"spec": _dump(s.evaluate.model_dump(mode="json", exclude={"ablation"}), s.problem.output,
-                                   s.problem.targets, s.data.fields, s.train.batch_size, s.train.loss_on),
-                     # answers are timed through the serving engine with the server's batch and queue sizes
-                     "engine": [s.deploy.serve.limits.max_batch, s.deploy.serve.limits.max_queue]},
-          _stage_evaluate),
-    Stage("report", ("data", "tokenizer", "model", "train", "evaluate"), lambda s: {"spec": _dump(s)}, _stage_report,
-          _ablation_results),
-)
+STAGES: tuple[Stage, ...] = (DATA, TOKENIZER, MODEL, TRAIN, EVALUATE, REPORT)
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
 def work_dir(run_dir: Path, stage: str) -> Path:
     """Where a stage keeps what lets it resume after a crash (kept until the stage is committed)."""
     return run_dir / f"{stage}.work"
-
-
-def spec_hash(spec: Spec) -> str:
-    return hash_json(spec.model_dump(mode="json"))[:16]
 
 
 def read_marker(folder: Path) -> dict | None:
@@ -172,14 +89,35 @@ class Pipeline:
         self.project = Path(project) if project is not None else Path(runs_dir) / spec.name
         self.cache_from = tuple(Path(p) for p in cache_from if Path(p) != self.project)
         self.spec_hash = spec_hash(spec)
-        self._inputs_cache: dict[str, dict] = {}
+        self._inputs_cache: dict[tuple, str] = {}
 
     def input_hash(self, stage: Stage, outputs: dict[str, str]) -> str:
-        if stage.name not in self._inputs_cache:
-            outside = stage.outside(self.spec, self.project) if stage.outside else {}
-            self._inputs_cache[stage.name] = stage.sections(self.spec) | outside
-        return hash_json({"stage": stage.name, "version": __version__, "inputs": self._inputs_cache[stage.name],
-                          "upstream": {u: outputs[u] for u in stage.upstream}})
+        """The stage's cache key: exactly the spec values it is handed, the files they name, its upstream outputs."""
+        key = (stage.name, tuple(outputs.get(u) for u in stage.upstream))
+        if key not in self._inputs_cache:
+            self._inputs_cache[key] = stage.key(self.spec, self.project, outputs, __version__)
+        return self._inputs_cache[key]
+
+    def call(self, stage: Stage, run_dir: Path, out: Path, progress=None, key: str | None = None) -> dict:
+        """Run one stage's function with exactly its declared inputs and its upstream folders."""
+        kwargs = {f"{u}_dir": run_dir / u for u in stage.upstream}
+        if stage.resumable:
+            kwargs |= {"work": work_dir(run_dir, stage.name), "key": key}
+        if stage.project:
+            kwargs["project"] = self.project
+        return stage.run(out, progress=progress, **stage.inputs(self.spec), **kwargs)
+
+    def stage_key(self, run_dir: Path, name: str) -> str:
+        """The input hash of stage `name` in run_dir, its upstream stages being finished there."""
+        outputs: dict[str, str] = {}
+        for stage in STAGES:
+            if stage.name == name:
+                return self.input_hash(stage, outputs)
+            marker = read_marker(run_dir / stage.name)
+            if marker is None:
+                raise TailorError(f"{run_dir}: stage {stage.name} has not run yet")
+            outputs[stage.name] = marker["output_hash"]
+        raise TailorError(f"unknown stage {name!r}")
 
     def up_to_date(self, run_dir: Path, stages: tuple[Stage, ...]) -> bool:
         """Whether every stage in `stages` is finished in run_dir with today's inputs."""
@@ -283,23 +221,61 @@ class Pipeline:
                     link_tree(cached, tmp)
             else:
                 link_tree(cached, folder)
+            _publish(stage, run_dir)
             self.console.print(f"[dim]• {stage.name:<9} reused from run {cached.parent.name}[/dim]")
             info["stages"][stage.name] = {"status": "reused", "from": cached.parent.name}
             return read_marker(folder)["output_hash"]
         self.console.print(f"[bold]▶ {stage.name}[/bold]")
         start = time.perf_counter()
         with atomic_dir(folder) as tmp:
-            summary = stage.run(self.spec, run_dir, tmp, progress)
+            summary = self.call(stage, run_dir, tmp, progress, input_hash)
             output_hash = hash_tree(tmp)
             atomic_write_json(tmp / MARKER, {"stage": stage.name, "input_hash": input_hash, "output_hash": output_hash,
                                              "seconds": round(time.perf_counter() - start, 2),
                                              "finished": datetime.now().isoformat(timespec="seconds"),
                                              "summary": summary})
         shutil.rmtree(work_dir(run_dir, stage.name), ignore_errors=True)
+        _publish(stage, run_dir)
         seconds = time.perf_counter() - start
         self.console.print(f"[green]✓ {stage.name:<9} done in {seconds:.1f}s[/green]")
         info["stages"][stage.name] = {"status": "done", "seconds": round(seconds, 2)}
         return output_hash
+
+
+def _publish(stage: Stage, run_dir: Path) -> None:
+    """Copy the files a stage publishes (report.html, metrics.json) from its folder to the run's root."""
+    for name in stage.publish:
+        tmp = run_dir / f".{name}.tmp"
+        shutil.copy2(run_dir / stage.name / name, tmp)
+        tmp.replace(run_dir / name)
+
+
+def train_on_ranks(spec: Spec, runs_dir: Path, console: Console, progress=None) -> Path:
+    """`tailor train` inside a torchrun/accelerate launch: rank 0 runs the stages, every rank trains.
+
+    Rank 0 prepares data, tokenizer and model and tells the others which run folder to use; then
+    every rank runs the training loop, and rank 0 commits the train stage.
+    """
+    from accelerate import PartialState
+
+    from tailor.device import pick_device
+    from tailor.train.distributed import broadcast_text
+
+    state = PartialState(cpu=pick_device(spec.problem.constraints.device).type == "cpu")  # joins the launcher's group
+    pipeline = Pipeline(spec, runs_dir, console)
+    text = None
+    if state.is_main_process:
+        run_dir = pipeline.run(until="model")
+        text = json.dumps({"run_dir": str(run_dir), "train": pipeline.will_run(run_dir, "train")})
+    info = json.loads(broadcast_text(text))
+    run_dir = Path(info["run_dir"])
+    if state.is_main_process:
+        pipeline.run(until="train", progress=progress, run_dir=run_dir)
+    elif info["train"]:
+        work = work_dir(run_dir, "train")
+        pipeline.call(TRAIN, run_dir, work, key=pipeline.stage_key(run_dir, "train"))
+    state.wait_for_everyone()
+    return run_dir
 
 
 def list_runs(runs_dir: Path) -> list[dict]:

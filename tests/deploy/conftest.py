@@ -122,7 +122,7 @@ def make_model_folder(folder: Path, tokenizer_dir: Path, seed: int = 0, family: 
 
     import torch
 
-    from tailor.deploy.manifest import write_manifest
+    from tailor.manifest import write_manifest
     from tailor.models import save_model
     from tailor.models.recurrent import Recurrent, RecurrentConfig
     from tailor.models.transformer import Transformer, TransformerConfig

@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from tailor.deploy.backends import KVState
-from tailor.deploy.engine import Engine, GenRequest
+from tailor.inference.backends import KVState
+from tailor.inference.engine import Engine, GenRequest
 from tailor.models.transformer import Transformer, TransformerConfig
 
 
@@ -17,7 +17,7 @@ class ModelBackend:
     """A bare Transformer behind the TailorBackend batching methods (no tokenizer needed)."""
 
     def __init__(self, model: Transformer, eos: int = 99):
-        from tailor.deploy.backends import TailorBackend
+        from tailor.inference.backends import TailorBackend
 
         self.model, self.device, self.block_size, self.eos_ids, self.pad_id = model, "cpu", model.config.block_size, {eos}, 0
         self.generates = True
@@ -91,7 +91,7 @@ def test_a_temperature_too_small_to_divide_by_decodes_greedily():
 
 
 def test_a_top_p_that_underflows_keeps_the_most_likely_token():
-    from tailor.models.transformer import sample_next
+    from tailor.sampling import sample_next
 
     logits = torch.tensor([[0.1, 3.0, 0.2]])
     for top_p in (5e-324, 1e-50, 1e-9):
@@ -99,7 +99,7 @@ def test_a_top_p_that_underflows_keeps_the_most_likely_token():
 
 
 def test_an_empty_prompt_starts_from_end_of_text(finished_run):
-    from tailor.deploy.backends import TailorBackend
+    from tailor.inference.backends import TailorBackend
 
     _, run_dir = finished_run
     backend = TailorBackend(run_dir / "train" / "model")

@@ -11,8 +11,8 @@ import torch
 from typer.testing import CliRunner
 
 from tailor.cli import app as cli
-from tailor.deploy.backends import HFBackend, TailorBackend
-from tailor.deploy.engine import Engine, GenRequest
+from tailor.inference.backends import HFBackend, TailorBackend
+from tailor.inference.engine import Engine, GenRequest
 from tailor.errors import TailorError
 
 from .conftest import make_model_folder
@@ -135,7 +135,7 @@ def smollm2_folder(tmp_path_factory):
     """SmolLM2-135M-Instruct (the preset's GGUF, dequantized) saved as a plain transformers folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tailor.models.presets import resolve_source
+    from tailor.presets import resolve_source
 
     source, gguf = resolve_source("smollm2-135m")
     loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf, dtype=torch.float32)

@@ -77,7 +77,7 @@ def test_recurrent_model_served_in_batches_equals_its_own_greedy_generate(recurr
 
 
 def test_recurrent_answers_and_latency_come_from_the_serving_engine(recurrent_model):
-    from tailor.deploy.local import answer_in_process
+    from tailor.inference.local import answer_in_process
 
     reference = Generator(recurrent_model)
     answers, settings = answer_in_process(recurrent_model, PROMPTS, 6, concurrency=3)

@@ -137,7 +137,7 @@ def test_a_tampered_model_folder_is_refused(chatty_model, tmp_path):
 def test_pickled_weights_are_refused_never_loaded(chatty_model, tmp_path):
     import pickle
 
-    from tailor.deploy.backends import load_backend
+    from tailor.inference.backends import load_backend
 
     folder = tmp_path / "pickled"
     shutil.copytree(chatty_model, folder)
@@ -161,7 +161,7 @@ def test_keystore_rejects_malformed_keys(tmp_path):
 
 
 def test_encrypted_model_and_data_are_served_and_read_from_memory_only(finished_run, tmp_path, monkeypatch):
-    from tailor.data import load_split
+    from tailor.splits import load_split
     from tailor.deploy.host import ModelHost
     from tailor.inference import Generator
 

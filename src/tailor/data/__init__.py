@@ -1,6 +1,7 @@
 """The data stage: read the sources, clean, annotate, split, and write Parquet splits with a report.
 
-Usable from Python: `run_data(spec, out_dir)` writes what `tailor data SPEC` writes into a run.
+Usable from Python: `run_data(out, data=spec.data, output=spec.problem.output)` writes what `tailor data SPEC`
+writes into a run. The split files are read back with `tailor.splits.load_split`.
 """
 
 from __future__ import annotations
@@ -14,38 +15,18 @@ from typing import IO
 
 from rich.progress import Progress
 
-from tailor.artifacts import atomic_write_json
-from tailor.data.clean import build_steps
+from tailor.artifacts import atomic_write_json, sha256_file
+from tailor.data.clean import build_steps, step_files
 from tailor.data.annotate.label_studio import write_tasks
 from tailor.data.engine import clean_shards, read_chunks
-from tailor.data.sources import DROP_KEY, SOURCE_INDEX_KEY, SOURCE_KEY, SPLIT_KEY, Reject, new_report, read_source
+from tailor.data.sources import DROP_KEY, SOURCE_INDEX_KEY, SOURCE_KEY, SPLIT_KEY, Reject, new_report, read_source, source_files
 from tailor.data.write import stratify_field, write_splits
 from tailor.errors import TailorError
-from tailor.spec import Spec
+from tailor.stage import Stage
 from tailor.spec.clean import CLASSIC_STEPS
 from tailor.spec.data import Data
 
-__all__ = ["run_data", "load_split", "load_table"]
-
-
-def load_split(data_dir: Path, split: str, columns: list[str] | None = None) -> list[dict]:
-    """Records of one split written by the data stage (only `columns` of them, when given)."""
-    table = load_table(data_dir, split, columns)
-    return table.to_pylist() if table is not None else []
-
-
-def load_table(data_dir: Path, split: str, columns: list[str] | None = None):
-    """One split as a pyarrow Table (None if it was not written): whole columns without a dict per record."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from tailor.deploy import encryption
-
-    path = Path(data_dir) / f"{split}.parquet"
-    if not encryption.exists(path):
-        return None
-    data = pa.BufferReader(encryption.read_bytes(path))  # .enc: decrypted in memory
-    return pq.read_table(data, columns=columns)
+__all__ = ["run_data", "STAGE"]
 
 
 class GeneratedCheck:
@@ -82,18 +63,20 @@ def _intake(data: Data, reports: list[dict], rejected: IO[str]) -> Iterator[dict
             raise TailorError(f"data.sources[{i}]: the source holds no records{detail}")
 
 
-def _warnings(spec: Spec) -> list[str]:
-    used = [name for step in spec.data.clean for name in step if name in CLASSIC_STEPS]
-    if used and spec.problem.output == "text":
+def _warnings(data: Data, output: str) -> list[str]:
+    used = [name for step in data.clean for name in step if name in CLASSIC_STEPS]
+    if used and output == "text":
         return [f"{', '.join(used)} on for a generative model (problem.output: text): the model will learn to "
                 "write text that way; these steps are meant for classic classification pipelines"]
     return []
 
 
-def run_data(spec: Spec, out_dir: Path, progress: Progress | None = None) -> dict:
-    """Write {train,validation,test}.parquet, dropped.jsonl, rejected.jsonl and report.json into out_dir."""
-    data = spec.data
-    out_dir = Path(out_dir)
+def run_data(out: Path, *, data: Data, output: str, progress: Progress | None = None) -> dict:
+    """Write {train,validation,test}.parquet, dropped.jsonl, rejected.jsonl and report.json into `out`.
+
+    data: the spec's data section; output: problem.output (label problems stratify by their label).
+    """
+    out_dir = Path(out)
     steps = build_steps(data)
     if any(s.type == "synthetic" and s.model for s in data.sources):
         steps.insert(0, GeneratedCheck())
@@ -105,12 +88,12 @@ def run_data(spec: Spec, out_dir: Path, progress: Progress | None = None) -> dic
         with open(out_dir / "dropped.jsonl", "w", encoding="utf-8") as dropped, \
                 open(out_dir / "rejected.jsonl", "w", encoding="utf-8") as rejected:
             stats, chunks = clean_shards(data, steps, _intake(data, reports, rejected), work, dropped, tick)
-        written = write_splits(spec, chunks, out_dir)
+        written = write_splits(data, output, chunks, out_dir)
         if data.label_studio:
             rows = ({("source" if k == SOURCE_KEY else k): v for k, v in r.items() if k not in (SPLIT_KEY, SOURCE_INDEX_KEY)}
                     for r in read_chunks(chunks))
             suggestions = [o["field"] for step in data.clean for name, o in step.items() if name == "label_model"]
-            write_tasks(rows, out_dir / "label_studio.json", stratify_field(spec) or data.fields.output,
+            write_tasks(rows, out_dir / "label_studio.json", stratify_field(data.split, data.fields, output) or data.fields.output,
                         suggestions[0] if suggestions else None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -129,7 +112,7 @@ def run_data(spec: Spec, out_dir: Path, progress: Progress | None = None) -> dic
         "loaded": loaded, "generated": generated, "kept": kept, "dropped": dropped_n,
         "rejected": sum(r["rejected"] for r in reports),
         "sources": [{**r, "skipped": dict(r["skipped"])} for r in reports],
-        "steps": stats, **written, "warnings": warnings + _warnings(spec),
+        "steps": stats, **written, "warnings": warnings + _warnings(data, output),
         "engine": {"workers": data.engine.workers, "shards": len(chunks)},
     }
     report["duplicates"].update({"exact": sum(s["dropped"].get("exact duplicate", 0) for s in stats),
@@ -138,3 +121,12 @@ def run_data(spec: Spec, out_dir: Path, progress: Progress | None = None) -> dic
         raise AssertionError(f"records lost: loaded {loaded} + generated {generated} != kept {kept} + dropped {dropped_n}")
     atomic_write_json(out_dir / "report.json", report)
     return report
+
+
+def data_files(project: Path, data: Data, output: str) -> dict[str, str]:
+    """sha256 of every local file the sources and cleaning steps read (e.g. label_join's labels)."""
+    files = {str(p): sha256_file(p) for i, s in enumerate(data.sources) for p in source_files(s, f"data.sources[{i}]")}
+    return files | {path: sha256_file(Path(path)) if Path(path).is_file() else None for path in step_files(data)}
+
+
+STAGE = Stage("data", run=run_data, reads={"data": "data", "output": "problem.output"}, files=data_files)

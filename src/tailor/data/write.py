@@ -16,7 +16,7 @@ from tailor.data.engine import read_chunks
 from tailor.data.sources.records import SOURCE_INDEX_KEY, SOURCE_KEY, SPLIT_KEY
 from tailor.data.split import NearDuplicateGroups, assign, cross_split_pairs
 from tailor.errors import TailorError
-from tailor.spec import Spec
+from tailor.spec.data import Data, Fields, Split
 from tailor.spec.base import SPLITS
 
 BATCH_ROWS, BATCH_CHARS = 5000, 1_000_000  # a Parquet row group is written when either is reached
@@ -46,9 +46,9 @@ def _arrow_schema(types: dict[str, set[str]]):
     return pa.schema(fields), as_json
 
 
-def stratify_field(spec: Spec) -> str | None:
+def stratify_field(split: Split, fields: Fields, output: str) -> str | None:
     """The field whose values are stratified and reported: split.stratify, or the label of label problems."""
-    return spec.data.split.stratify or (spec.data.fields.output if spec.problem.output == "label" else None)
+    return split.stratify or (fields.output if output == "label" else None)
 
 
 def _histogram(lengths: list[int]) -> dict:
@@ -65,13 +65,13 @@ def _histogram(lengths: list[int]) -> dict:
             "max": hi - 1, "edges": edges.tolist(), "counts": counts.tolist()}
 
 
-def write_splits(spec: Spec, chunks: list[Path], out_dir: Path) -> dict:
+def write_splits(data: Data, output: str, chunks: list[Path], out_dir: Path) -> dict:
     """Assign and write {train,validation,test}.parquet; return splits, labels, lengths and duplicate counts."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    split, fields = spec.data.split, spec.data.fields.used
-    label_key = stratify_field(spec)
+    split, fields = data.split, data.fields.used
+    label_key = stratify_field(data.split, data.fields, output)
     pinned, labels, group_values = [], [], {}
     groups: list[int] = []
     near = NearDuplicateGroups(split.group_threshold) if split.group == "near_duplicates" or split.leakage_check else None
@@ -125,7 +125,7 @@ def write_splits(spec: Spec, chunks: list[Path], out_dir: Path) -> dict:
         writers[name].close()
     return {
         "splits": {name: int(counts[i]) for i, name in enumerate(SPLITS)},
-        "kept_per_source": [per_source[i] for i in range(len(spec.data.sources))],
+        "kept_per_source": [per_source[i] for i in range(len(data.sources))],
         "labels": {"field": label_key, "splits": {n: dict(c.most_common(MAX_LABELS)) for n, c in label_counts.items()}}
         if label_key else None,
         "lengths": {"unit": "characters of " + " + ".join(fields), **{n: _histogram(v) for n, v in lengths.items()}},

@@ -23,9 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException
 
 from tailor.deploy.errors import ERROR_RESPONSES, engine_errors
-from tailor.deploy.generation import Params, decode_all
 from tailor.deploy.schemas import Text, Texts
 from tailor.errors import TailorError
+from tailor.inference.generation import Params, decode_all
 from tailor.spec.deploy import Serve
 
 log = logging.getLogger("tailor.serve")

@@ -70,7 +70,7 @@ def serve(
         cfg.host, cfg.port = host or "0.0.0.0", port or platform_port(cfg.platform)  # nosec B104: container port
     else:
         cfg.host, cfg.port = host or cfg.host, port or cfg.port
-    from tailor.train import pick_device
+    from tailor.device import pick_device
 
     if device not in ("auto", "cpu", "cuda", "mps"):
         raise TailorError(f"--device {device!r}: expected auto, cpu, cuda or mps")
@@ -214,8 +214,8 @@ def encrypt(
     new_key: bool = typer.Option(False, "--new-key", help="Print a fresh key for TAILOR_DATA_KEY and stop."),
 ) -> None:
     """Encrypt weights, tokenizers and data at rest with TAILOR_DATA_KEY; they are decrypted only in memory."""
-    from tailor.deploy.encryption import encrypt_tree
-    from tailor.deploy.encryption import new_key as make_key
+    from tailor.encryption import encrypt_tree
+    from tailor.encryption import new_key as make_key
 
     if new_key:
         out.print(make_key(), markup=False, highlight=False)

@@ -85,15 +85,15 @@ def reference_texts(run_or_model: str | Path, limit: int = 2000) -> list[str] | 
     if (model_dir / REFERENCE).is_file():
         lines = (model_dir / REFERENCE).read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines[:limit]]
-    from tailor.data import load_split
-    from tailor.deploy import encryption
+    from tailor.splits import load_split
+    from tailor import encryption
 
     for run_dir in (folder, model_dir.parent.parent):  # a run, or its train/model folder
         if encryption.exists(run_dir / "data" / "train.parquet"):
             card = json.loads((model_dir / "config.json").read_text()).get("tailor", {})
             fields = card.get("fields") or {}
             column = fields.get("input") or fields.get("text") or "text"
-            from tailor.train.label_batches import as_list
+            from tailor.labels import as_list
 
             texts = [r.get(column) for r in load_split(run_dir / "data", "train")[:limit]]
             words = [as_list(t) for t in texts]  # token-label inputs are lists of words: served as one text

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from tailor.deploy.generation import Busy, EngineFailed, TimedOut
+from tailor.inference.generation import Busy, EngineFailed, TimedOut
 
 log = logging.getLogger("tailor.serve")
 OPEN_ROUTES = {"/health", "/ready"}

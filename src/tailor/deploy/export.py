@@ -12,7 +12,7 @@ FORMATS = ("hf", "onnx", "onnx-int8", "gguf")
 
 def held_out_batches(run_dir: Path, model_dir: Path, limit: int = 8) -> list[dict] | None:
     """Batches of the run's test (else validation) split, formatted as in training; None without a run."""
-    from tailor.data import load_split
+    from tailor.splits import load_split
     from tailor.models import context_length, load_model
     from tailor.spec import parse_spec
     from tailor.tokenizer import Codec
@@ -26,12 +26,14 @@ def held_out_batches(run_dir: Path, model_dir: Path, limit: int = 8) -> list[dic
     if not records:
         return None
     block = context_length(load_model(model_dir))
-    return list(make_batches(spec, records, Codec.load(model_dir), block, spec.train.batch_size, 0).eval_batches(limit))
+    return list(make_batches(records, Codec.load(model_dir), block, spec.train.eval_batch_size, 0,
+                             fields=spec.data.fields, output=spec.problem.output,
+                             loss_on=spec.train.loss_on).eval_batches(limit))
 
 
 def run_export(source: Path, fmt: str, out: Path | None = None) -> dict:
     """Export the model of a run or model folder; returns what was written."""
-    from tailor.deploy.manifest import verify_manifest
+    from tailor.manifest import verify_manifest
 
     if fmt not in FORMATS:
         raise TailorError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")

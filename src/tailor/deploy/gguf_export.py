@@ -29,10 +29,12 @@ def permute_rotary(w: torch.Tensor, n_head: int) -> torch.Tensor:
 
 def _llama_model(model_dir: Path):
     """A transformers LlamaForCausalLM for a Tailor (Llama-shaped) folder or a transformers Llama folder."""
-    from tailor.models import MODEL_TYPE
+    from tailor.models import FAMILIES
+    from tailor.models.family import CachedDecoder
 
     config = json.loads((model_dir / "config.json").read_text())
-    if config.get("model_type") == MODEL_TYPE:
+    family = FAMILIES.get(config.get("model_type"), (None,))[0]
+    if family is not None and issubclass(family, CachedDecoder):  # our transformer: written as HF Llama first
         from tailor.deploy.hf_export import hf_family, to_hf
         from tailor.models import load_model
 

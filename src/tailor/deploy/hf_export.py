@@ -101,7 +101,7 @@ def export_hf(model_dir: Path, out: Path) -> dict:
     """A transformers folder (safetensors, tokenizer, generation config, manifest) that vLLM/TGI serve."""
     import shutil
 
-    from tailor.deploy.manifest import write_manifest
+    from tailor.manifest import write_manifest
     from tailor.models import load_model
     from tailor.tokenizer import Codec
 

@@ -8,24 +8,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
-from tailor.deploy.backends import load_backend
-from tailor.deploy.engine import Engine
-from tailor.deploy.manifest import verify_manifest
+from tailor.inference.engine import Engine
+from tailor.inference.served import Loaded, load_engine
 from tailor.errors import TailorError
 from tailor.inference import resolve_model_dir
 
 log = logging.getLogger("tailor.serve")
 REGISTRY_PREFIX = "registry:"
-
-
-@dataclass
-class Loaded:
-    engine: Engine
-    version: str
-    folder: Path
 
 
 class ModelHost:
@@ -60,10 +51,7 @@ class ModelHost:
         return champion.path, champion.tag
 
     def _load(self, folder: Path, version: str) -> Loaded:
-        if self.verify:
-            verify_manifest(folder)
-        backend = load_backend(folder, self.device)
-        return Loaded(Engine(backend, self.max_batch, self.max_queue, version), version, folder)
+        return load_engine(folder, version, self.max_batch, self.max_queue, self.device, self.verify)
 
     @property
     def engine(self) -> Engine:

@@ -22,11 +22,11 @@ class LogitsOnly(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module):
         from tailor.models import backbone_of, is_hf
-        from tailor.models.recurrent import Recurrent
+        from tailor.models.family import StatefulDecoder
 
         super().__init__()
         self.model = model
-        self.kind = "hf" if is_hf(model) else "recurrent" if isinstance(backbone_of(model), Recurrent) else "tailor"
+        self.kind = "hf" if is_hf(model) else "recurrent" if isinstance(backbone_of(model), StatefulDecoder) else "tailor"
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -98,7 +98,7 @@ def export_onnx_folder(model_dir: Path, out: Path, int8: bool, held_out: list[di
     """model.onnx (+ model.int8.onnx) with the tokenizer; report.json says how int8 changed accuracy."""
     import shutil
 
-    from tailor.deploy.manifest import write_manifest
+    from tailor.manifest import write_manifest
     from tailor.models import context_length, head_of, load_model
 
     model = load_model(model_dir).eval()

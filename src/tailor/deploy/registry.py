@@ -53,7 +53,7 @@ class Registry:
             reference: list[str] | None = None) -> Version:
         """Copy a model folder in as the next version of `name` (not yet champion)."""
         from tailor.deploy.drift import write_reference
-        from tailor.deploy.manifest import verify_manifest, write_manifest
+        from tailor.manifest import verify_manifest, write_manifest
 
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():

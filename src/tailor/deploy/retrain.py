@@ -13,18 +13,15 @@ from rich.console import Console
 
 from tailor.errors import TailorError
 from tailor.spec import Spec, load_spec
+from tailor.spec.metrics import higher_is_better
 from tailor.spec.data import FilesSource
 
 
 def judged_metric(spec: Spec) -> tuple[str, bool]:
     """(metric, higher is better) that decides: retrain.metric, else the first target's, else loss."""
     chosen = spec.deploy.retrain.metric
-    if chosen is None and spec.problem.targets:
-        target = spec.problem.targets[0]
-        return target.metric, target.at_least is not None
-    from tailor.evaluate.sections import higher_is_better
-
-    chosen = chosen or "loss"
+    if chosen is None:
+        chosen = spec.problem.targets[0].metric if spec.problem.targets else "loss"
     return chosen, higher_is_better(chosen)
 
 
@@ -46,10 +43,11 @@ def measure(model_dir: Path, spec: Spec, split: str, records: list[dict], metric
     """The metric of one model on the held-out records, computed as the evaluate stage computes it."""
     from tailor.evaluate import split_rows
     from tailor.evaluate.predictions import summarize
+    from tailor.evaluate.scoring import Reading
     from tailor.inference import Generator
-    from tailor.spec.evaluate import GENERATED
+    from tailor.spec.metrics import TABLE
 
-    rows, _ = split_rows(Generator(model_dir), spec, split, records, metric in GENERATED)
+    rows, _ = split_rows(Generator(model_dir), Reading.of(spec), split, records, TABLE[metric].generated)
     values, _ = summarize(rows, [metric], spec.evaluate.bootstrap)
     if f"{split}/{metric}" not in values:
         raise TailorError(f"deploy.retrain.metric: {metric!r} is not measured for this spec")
@@ -58,7 +56,7 @@ def measure(model_dir: Path, spec: Spec, split: str, records: list[dict], metric
 
 def retrain(spec_path: Path, runs_dir: Path, home: Path, console: Console | None = None) -> dict:
     """One round: train a challenger, compare it with the champion, promote it only if it is better."""
-    from tailor.data import load_split
+    from tailor.splits import load_split
     from tailor.deploy.drift import reference_texts
     from tailor.deploy.feedback import FeedbackStore
     from tailor.deploy.registry import Registry

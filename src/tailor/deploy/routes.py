@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 
 from tailor.deploy.auth import KeyInfo
 from tailor.deploy.errors import ERROR_RESPONSES, STREAM_STATUS, engine_errors, error_body, http_error
-from tailor.deploy.generation import Decoding, EngineFailed, Params, Result, TimedOut, decode_all, start
+from tailor.inference.generation import Decoding, EngineFailed, Params, Result, TimedOut, decode_all, start
 from tailor.deploy.schemas import ChatRequest, ClassifyRequest, CompletionRequest, FeedbackRequest
 from tailor.errors import TailorError
 

@@ -23,12 +23,12 @@ from tailor.deploy.auth import KeyInfo, KeyStore
 from tailor.deploy.cloud import add_platform_routes, check_platform, rate_limited
 from tailor.deploy.errors import ARRIVAL, OPEN_ROUTES, Guard, engine_errors, install_error_handlers
 from tailor.deploy.feedback import FeedbackStore, IssuedAnswers
-from tailor.deploy.generation import Result, classify
 from tailor.deploy.host import ModelHost
 from tailor.deploy.limits import BodyLimit, RateLimiter
 from tailor.deploy.monitor import Alerter, Metrics, RequestWindow
 from tailor.deploy.routes import add_routes
 from tailor.errors import TailorError
+from tailor.inference.generation import Result, classify
 from tailor.spec.deploy import Monitor, Serve
 
 __all__ = ["OPEN_ROUTES", "App", "create_app", "serve"]

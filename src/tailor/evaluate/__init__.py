@@ -11,63 +11,82 @@ from rich.progress import Progress
 from tailor.artifacts import atomic_write_json
 from tailor.evaluate.errors import analyse
 from tailor.evaluate.predictions import FILE, by_split, summarize, write_predictions
-from tailor.evaluate.scoring import answer_examples, score_examples
-from tailor.spec import Spec
-from tailor.spec.evaluate import GENERATED
+from tailor.evaluate.scoring import Reading, answer_examples, score_examples
+from tailor.spec.data import Fields
+from tailor.spec.evaluate import Bootstrap, ErrorAnalysis, Generation, Latency
+from tailor.spec.metrics import chosen_metrics, generated
+from tailor.spec.problem import Target
+from tailor.stage import Stage
 
 
-def error_split(spec: Spec, present: list[str]) -> str | None:
+def error_split(wanted: str | None, present: list[str]) -> str | None:
     """The split the error analysis looks at: the configured one, else test, else validation."""
-    wanted = spec.evaluate.error_analysis.split
     if wanted is not None:
         return wanted if wanted in present else None
     return next((s for s in ("test", "validation", "train") if s in present), None)
 
 
-def split_rows(gen, spec: Spec, split: str, records: list[dict], answer: bool, progress: Progress | None = None,
+def split_rows(gen, how: Reading, split: str, records: list[dict], answer: bool, progress: Progress | None = None,
                limit: int | None = None) -> tuple[list[dict], dict | None]:
     """Prediction rows of one split: a task head's predictions, or each example's NLL and (with `answer`, for the
     first `limit` examples) its answer through the serving engine; and the settings answers were timed with."""
-    if spec.problem.output != "text":  # a task head: labels, token labels or scores
+    if how.output != "text":  # a task head: labels, token labels or scores
         from tailor.evaluate.labels import label_rows
 
-        return label_rows(gen.model, gen.codec, spec, split, records, torch.device(gen.device)), None
-    rows = score_examples(gen, spec, split, records)
-    settings = answer_examples(gen, spec, rows[:limit], progress) if answer and rows[:limit] else None
+        return label_rows(gen.model, gen.codec, how, split, records, torch.device(gen.device)), None
+    rows = score_examples(gen, how, split, records)
+    settings = answer_examples(gen, how, rows[:limit], progress) if answer and rows[:limit] else None
     return rows, settings
 
 
-def run_evaluate(spec: Spec, data_dir: Path, train_dir: Path, out_dir: Path, progress: Progress | None = None) -> dict:
+def run_evaluate(out: Path, *, metrics: list[str] | None, splits: list[str], generation: Generation, latency: Latency,
+                 max_examples: int | None, bootstrap: Bootstrap, error_analysis: ErrorAnalysis, output: str,
+                 targets: list[Target], fields: Fields, loss_on: str, batch_size: int | str, max_batch: int,
+                 max_queue: int, data_dir: Path, train_dir: Path, progress: Progress | None = None) -> dict:
     """Write predictions.parquet, metrics.json (flat keys like 'test/exact_match'), results.json
-    (metrics, intervals and the settings they were measured with) and errors.json."""
-    from tailor.data import load_split
-    from tailor.inference import Generator
+    (metrics, intervals and the settings they were measured with) and errors.json into `out`.
 
+    The evaluate.* settings, problem.output and .targets, data.fields, train.loss_on and .batch_size (the
+    scoring batch) and deploy.serve.limits' max_batch and max_queue (answers are timed through the
+    serving engine) are what it reads.
+    """
+    from tailor.inference import Generator
+    from tailor.splits import load_split
+
+    out_dir = Path(out)
     torch.manual_seed(0)
     gen = Generator(train_dir)
-    names = spec.metric_names()
-    answer = bool(set(names) & GENERATED)
-    splits = list(dict.fromkeys(spec.evaluate.splits + [t.split for t in spec.problem.targets]))
+    names = chosen_metrics(metrics, output, fields.input is not None, targets)
+    answer = bool(set(names) & generated())
+    how = Reading(fields, output, loss_on, batch_size if batch_size != "auto" else 32, generation, latency,
+                  max_batch, max_queue)
     rows: list[dict] = []
-    latency: dict[str, dict] = {}  # per split: how its answers were timed
-    for split in splits:
+    latency_settings: dict[str, dict] = {}  # per split: how its answers were timed
+    for split in dict.fromkeys(splits + [t.split for t in targets]):
         records = load_split(data_dir, split)
         if records:
-            found, settings = split_rows(gen, spec, split, records, answer, progress, spec.evaluate.max_examples)
+            found, settings = split_rows(gen, how, split, records, answer, progress, max_examples)
             rows += found
             if settings:
-                latency[split] = settings
+                latency_settings[split] = settings
     write_predictions(out_dir / FILE, rows)
-    boot = spec.evaluate.bootstrap
-    metrics, intervals = summarize(rows, names, boot)
+    values, intervals = summarize(rows, names, bootstrap)
     groups = by_split(rows)
-    chosen = error_split(spec, list(groups))
-    errors = analyse(groups[chosen], spec.evaluate.error_analysis) if chosen else {}
-    atomic_write_json(out_dir / "metrics.json", metrics)
+    chosen = error_split(error_analysis.split, list(groups))
+    errors = analyse(groups[chosen], error_analysis) if chosen else {}
+    atomic_write_json(out_dir / "metrics.json", values)
     atomic_write_json(out_dir / "results.json", {
-        "metrics": metrics, "intervals": intervals,
-        "bootstrap": boot.model_dump(), "generation": spec.evaluate.generation.model_dump() if answer else None,
-        "latency": latency or None, "max_examples": spec.evaluate.max_examples, "device": gen.device,
+        "metrics": values, "intervals": intervals,
+        "bootstrap": bootstrap.model_dump(), "generation": generation.model_dump() if answer else None,
+        "latency": latency_settings or None, "max_examples": max_examples, "device": gen.device,
         "examples": {split: len(r) for split, r in groups.items()}})
     atomic_write_json(out_dir / "errors.json", errors)
-    return metrics
+    return values
+
+
+STAGE = Stage("evaluate", run=run_evaluate, upstream=("data", "train"), reads={
+    **{k: f"evaluate.{k}" for k in ("metrics", "splits", "generation", "latency", "max_examples", "bootstrap",
+                                    "error_analysis")},
+    "output": "problem.output", "targets": "problem.targets", "fields": "data.fields",
+    "loss_on": "train.loss_on", "batch_size": "train.batch_size",
+    "max_batch": "deploy.serve.limits.max_batch", "max_queue": "deploy.serve.limits.max_queue"})

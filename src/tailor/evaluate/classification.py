@@ -14,9 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from tailor.evaluate.bootstrap import interval
-from tailor.evaluate.metrics import Columns, Metric
+from tailor.evaluate.metrics import Columns, Metric, registry
 
-from tailor.spec.evaluate import CLASSIFICATION_METRICS
 
 AVERAGES = ("macro", "micro", "weighted")
 
@@ -86,8 +85,8 @@ def _scores(columns: Columns, name: str) -> float:
     return float(value.mean())
 
 
-LABEL_REGISTRY: dict[str, Metric] = {
-    name: Metric(name, ("label_true", "label_pred"), lambda c, n=name: _scores(c, n)) for name in CLASSIFICATION_METRICS}
+LABEL_REGISTRY: dict[str, Metric] = registry({"classification": lambda d: lambda c, n=d.name: _scores(c, n)})
+CLASSIFICATION_METRICS = tuple(LABEL_REGISTRY)
 
 
 def classification_intervals(y_true: Sequence, y_pred: Sequence, samples: int = 1000, confidence: float = 0.95,

@@ -10,9 +10,9 @@ from pathlib import Path
 from tailor.errors import TailorError
 from tailor.evaluate.bootstrap import difference
 from tailor.evaluate.metrics import metric_columns
-from tailor.evaluate.page import document, esc, fmt_interval, table
+from tailor.page import document, esc, fmt_interval, table
 from tailor.evaluate.predictions import METRICS, read_predictions
-from tailor.evaluate.sections import higher_is_better
+from tailor.spec.metrics import improves
 from tailor.spec.evaluate import Bootstrap
 
 
@@ -26,6 +26,11 @@ def _results(run_dir: Path) -> dict:
 def _kept(rows: list[dict], split: str, name: str) -> list[dict]:
     cols = METRICS[name].columns
     return [r for r in rows if r["split"] == split and all(r.get(c) is not None for c in cols)]
+
+
+def winner(key: str, delta: float) -> str:
+    """'b' when b - a = delta is an improvement of the metric, else 'a'."""
+    return "b" if improves(key, delta) else "a"
 
 
 def compare_runs(run_a: Path, run_b: Path, boot: Bootstrap | None = None) -> list[dict]:
@@ -43,9 +48,7 @@ def compare_runs(run_a: Path, run_b: Path, boot: Bootstrap | None = None) -> lis
         d = difference(METRICS[name], [metric_columns(ka, METRICS[name])], [metric_columns(kb, METRICS[name])],
                        paired, boot.samples, boot.confidence, boot.seed)
         significant = math.isfinite(d["low"]) and (d["low"] > 0 or d["high"] < 0)
-        better = None
-        if significant:
-            better = "b" if (d["delta"] > 0) == higher_is_better(key) else "a"
+        better = winner(key, d["delta"]) if significant else None
         out.append({"metric": key, "a": ma[key], "b": mb[key], "delta": d["delta"], "interval": [d["low"], d["high"]],
                     "p_value": d["p_value"], "significant": significant, "better": better, "paired": paired})
     if not out:

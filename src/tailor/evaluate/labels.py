@@ -11,35 +11,36 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tailor.evaluate.scoring import META, _plain
-from tailor.spec import Spec
+from tailor.evaluate.scoring import META, Reading, _plain
+from tailor.labels import IGNORE
 
 
 @torch.no_grad()
-def _outputs(model, codec, spec: Spec, records: list[dict], device: torch.device):
+def _outputs(model, codec, how: Reading, records: list[dict], device: torch.device):
     """Per batch: (logits, labels) on the CPU, in record order."""
     from tailor.models import compute_loss, context_length, labels_of
     from tailor.train.batches import make_batches
     from tailor.train.loop import to_device
 
-    batches = make_batches(spec, records, codec, context_length(model), spec.train.batch_size, 0, labels_of(model))
+    batches = make_batches(records, codec, context_length(model), how.batch_size, 0, fields=how.fields,
+                           output=how.output, labels=labels_of(model))
     model.eval()
     for batch in batches.eval_batches(None):
         logits, _, _ = compute_loss(model, to_device(batch, device))
         yield logits.float().cpu(), batch["labels"]
 
 
-def label_rows(model, codec, spec: Spec, split: str, records: list[dict], device: torch.device) -> list[dict]:
+def label_rows(model, codec, how: Reading, split: str, records: list[dict], device: torch.device) -> list[dict]:
     """One prediction row per record (per word for token labels)."""
     from tailor.models import labels_of
-    from tailor.train.label_batches import words_of
+    from tailor.labels import words_of
 
-    f = spec.data.fields
+    f = how.fields
     labels = labels_of(model) or []
-    kind = spec.problem.output
+    kind = how.output
     rows: list[dict] = []
     i = 0
-    for logits, gold in _outputs(model, codec, spec, records, device):
+    for logits, gold in _outputs(model, codec, how, records, device):
         for b in range(logits.shape[0]):
             r = records[i]
             meta = {META + k: _plain(v) for k, v in r.items() if k not in f.used}
@@ -52,7 +53,7 @@ def label_rows(model, codec, spec: Spec, split: str, records: list[dict], device
             elif kind == "label":
                 rows.append(_label_row(base, r[f.input], logits[b], int(gold[b]), labels, codec))
             else:
-                scored = gold[b] != -100
+                scored = gold[b] != IGNORE
                 words = words_of(r[f.input], r, f.input)
                 for w, (word_logits, tag) in enumerate(zip(logits[b][scored], gold[b][scored].tolist())):
                     rows.append(_label_row({**base, "word": w}, str(words[w]), word_logits, tag, labels, codec))

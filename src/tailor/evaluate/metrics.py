@@ -20,6 +20,9 @@ from functools import cache
 
 import numpy as np
 
+from tailor.spec.metrics import TABLE
+from tailor.spec.metrics import Metric as MetricDef
+
 References = Sequence[str | Sequence[str]]  # one reference, or several, per example
 
 
@@ -191,21 +194,25 @@ def _pct(q: float) -> Callable[[Columns], float]:
     return lambda c: float(np.percentile(c["latency_ms"], q)) if len(c["latency_ms"]) else float("nan")
 
 
-REGISTRY: dict[str, Metric] = {m.name: m for m in [
-    Metric("loss", ("nll", "tokens"), _ratio("nll", "tokens")),
-    Metric("perplexity", ("nll", "tokens"), _ratio("nll", "tokens", math.exp)),
-    Metric("word_perplexity", ("nll", "words"), _ratio("nll", "words", math.exp)),
-    Metric("byte_perplexity", ("nll", "bytes"), _ratio("nll", "bytes", math.exp)),
-    Metric("bits_per_byte", ("nll", "bytes"), _ratio("nll", "bytes", lambda x: x / math.log(2))),
-    Metric("exact_match", ("exact",), _mean("exact"), True),
-    Metric("normalized_exact_match", ("normalized_exact",), _mean("normalized_exact"), True),
-    Metric("token_f1", ("f1",), _mean("f1"), True),
-    Metric("bleu", ("bleu_stats",), _sacre("bleu"), True),
-    Metric("chrf", ("chrf_stats",), _sacre("chrf"), True),
-    *[Metric(t, (t,), _mean(t), True) for t in ROUGE_TYPES],
-    Metric("p50_latency_ms", ("latency_ms",), _pct(50), True),
-    Metric("p95_latency_ms", ("latency_ms",), _pct(95), True),
-]}
+Aggregate = Callable[[Columns], float]
+Factory = Callable[[MetricDef], Aggregate]  # the formula of a table entry
+
+
+def registry(aggregates: dict[str, Factory]) -> dict[str, Metric]:
+    """The table's metrics whose aggregate is one of `aggregates`, as computable Metrics (tailor.spec.metrics)."""
+    return {name: Metric(name, d.columns, aggregates[d.aggregate](d), d.generated)
+            for name, d in TABLE.items() if d.aggregate in aggregates}
+
+
+LM_AGGREGATES: dict[str, Factory] = {
+    "ratio": lambda d: _ratio(*d.columns),
+    "exp_ratio": lambda d: _ratio(*d.columns, math.exp),
+    "bits_ratio": lambda d: _ratio(*d.columns, lambda x: x / math.log(2)),
+    "mean": lambda d: _mean(d.columns[0]),
+    "sacrebleu": lambda d: _sacre(d.name),
+    "percentile": lambda d: _pct(float(d.name[1:3])),  # p50_latency_ms, p95_latency_ms
+}
+REGISTRY: dict[str, Metric] = registry(LM_AGGREGATES)
 
 
 def metric_columns(rows: list[dict], metric: Metric) -> Columns:

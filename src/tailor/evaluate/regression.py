@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from tailor.evaluate.metrics import Columns, Metric
+from tailor.evaluate.metrics import Columns, Metric, registry
 
 
 def _r2(c: Columns) -> float:
@@ -28,7 +28,5 @@ def _error(power: int):
     return aggregate
 
 
-SCORE_COLUMNS = ("score_true", "score_pred")
-SCORE_REGISTRY: dict[str, Metric] = {m.name: m for m in [
-    Metric("mse", SCORE_COLUMNS, _error(2)), Metric("mae", SCORE_COLUMNS, _error(1)),
-    Metric("r2", SCORE_COLUMNS, _r2), Metric("pearson", SCORE_COLUMNS, _pearson)]}
+SCORE_REGISTRY: dict[str, Metric] = registry({"score_error": lambda d: _error(2 if d.name == "mse" else 1),
+                                               "r2": lambda d: _r2, "pearson": lambda d: _pearson})

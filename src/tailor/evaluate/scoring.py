@@ -14,10 +14,36 @@ import torch
 import torch.nn.functional as F
 from rich.progress import Progress
 
+from dataclasses import dataclass, field
+
 from tailor.evaluate.metrics import count_words, generation_columns
-from tailor.spec import Spec
+from tailor.labels import IGNORE
+from tailor.spec.data import Fields
+from tailor.spec.evaluate import Generation, Latency
 
 META = "meta."  # prefix of the record's own fields (metadata) in a prediction row
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How examples are scored and answered: what the model reads, which tokens are scored, how answers are
+    generated and timed (the evaluate stage builds it from the spec fields it declares)."""
+
+    fields: Fields                # data.fields
+    output: str                   # problem.output
+    loss_on: str = "output"       # train.loss_on
+    batch_size: int = 32          # scoring batch: train.batch_size, or 32 when it is planned
+    generation: Generation = field(default_factory=Generation)
+    latency: Latency = field(default_factory=Latency)
+    max_batch: int = 16           # deploy.serve.limits: the serving engine's batch and queue
+    max_queue: int = 64
+
+    @classmethod
+    def of(cls, spec) -> Reading:
+        """The reading the evaluate stage uses for a spec (for tools outside the pipeline, e.g. retraining)."""
+        limits, train = spec.deploy.serve.limits, spec.train
+        return cls(spec.data.fields, spec.problem.output, train.loss_on, train.eval_batch_size, spec.evaluate.generation,
+                   spec.evaluate.latency, limits.max_batch, limits.max_queue)
 
 
 def _nll_rows(model, batches, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -32,12 +58,12 @@ def _nll_rows(model, batches, device: torch.device) -> list[tuple[torch.Tensor, 
             batch = to_device(batch, device)
             logits, _, _ = compute_loss(model, batch)
             targets = batch["targets"]
-            nll = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100, reduction="none")
-            out.append((nll.cpu().double(), (targets != -100).cpu()))
+            nll = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
+            out.append((nll.cpu().double(), (targets != IGNORE).cpu()))
     return out
 
 
-def example_nll(gen, spec: Spec, records: list[dict]) -> tuple[list[float], list[int]]:
+def example_nll(gen, how: Reading, records: list[dict]) -> tuple[list[float], list[int]]:
     """Summed NLL (nats) and scored-token count of each record, over exactly the tokens the loss scores.
 
     A text corpus is scored as one stream in consecutive windows; each position's NLL goes to the
@@ -46,14 +72,15 @@ def example_nll(gen, spec: Spec, records: list[dict]) -> tuple[list[float], list
     from tailor.models import context_length
     from tailor.train.batches import StreamBatches, make_batches
 
-    batches = make_batches(spec, records, gen.codec, context_length(gen.model), spec.train.eval_batch_size, 0)
+    batches = make_batches(records, gen.codec, context_length(gen.model), how.batch_size, 0, fields=how.fields,
+                           output=how.output, loss_on=how.loss_on)
     parts = _nll_rows(gen.model, batches, torch.device(gen.device))
     if not isinstance(batches, StreamBatches):  # examples (packed or not are scored unpacked), one row each
         nll = [float(v) for n, _ in parts for v in n.sum(1)]
         count = [int(v) for _, m in parts for v in m.sum(1)]
         return nll, count
     flat = torch.cat([n.reshape(-1)[m.reshape(-1)] for n, m in parts]).numpy()  # positions 1 .. L-1
-    lengths = np.asarray([len(ids) + 1 for ids in gen.codec.encode_batch([r[spec.data.fields.text] for r in records])])
+    lengths = np.asarray([len(ids) + 1 for ids in gen.codec.encode_batch([r[how.fields.text] for r in records])])
     owner = np.repeat(np.arange(len(records)), lengths)[1:]  # the document of each predicted position
     return (np.bincount(owner, weights=flat, minlength=len(records)).tolist(),
             np.bincount(owner, minlength=len(records)).astype(int).tolist())
@@ -64,17 +91,17 @@ def _plain(value):
     return value if value is None or isinstance(value, (str, int, float, bool)) else json.dumps(value, default=str)
 
 
-def score_examples(gen, spec: Spec, split: str, records: list[dict]) -> list[dict]:
+def score_examples(gen, how: Reading, split: str, records: list[dict]) -> list[dict]:
     """One row per record: its text, NLL and the counts the language-modelling metrics divide by."""
-    f = spec.data.fields
-    nll, tokens = example_nll(gen, spec, records)
+    f = how.fields
+    nll, tokens = example_nll(gen, how, records)
     pairs = f.text is None
     inputs = [r[f.input] for r in records] if pairs else [r[f.text] for r in records]
     lengths = [len(ids) for ids in gen.codec.encode_batch(inputs)]
     rows = []
     for i, r in enumerate(records):
         scored = r[f.output] if pairs else r[f.text]
-        if pairs and spec.train.loss_on == "all":
+        if pairs and how.loss_on == "all":
             scored = r[f.input] + " " + r[f.output]
         rows.append({"split": split, "index": i, "input": inputs[i], "expected": r[f.output] if pairs else None,
                      "nll": nll[i], "tokens": tokens[i], "loss": nll[i] / tokens[i] if tokens[i] else None,
@@ -83,16 +110,16 @@ def score_examples(gen, spec: Spec, split: str, records: list[dict]) -> list[dic
     return rows
 
 
-def answer_examples(gen, spec: Spec, rows: list[dict], progress: Progress | None = None) -> dict:
+def answer_examples(gen, how: Reading, rows: list[dict], progress: Progress | None = None) -> dict:
     """Answer each row (in place) through the serving engine, as `tailor serve` would: prediction, correctness,
     latency and generation columns. Returns the settings the latency was measured with."""
-    from tailor.deploy.local import answer_in_process
+    from tailor.inference.local import answer_in_process
 
-    g, latency, limits = spec.evaluate.generation, spec.evaluate.latency, spec.deploy.serve.limits
+    g, latency = how.generation, how.latency
     task = progress.add_task(f"answer {rows[0]['split']}", total=len(rows)) if progress and rows else None
     answers, settings = answer_in_process(
         gen.folder, [r["input"] for r in rows], g.max_new_tokens, g.temperature, g.top_p, g.seed, latency.concurrency,
-        limits.max_batch, limits.max_queue, latency.warmup, gen.device,
+        how.max_batch, how.max_queue, latency.warmup, gen.device,
         on_answer=(lambda: progress.advance(task)) if task is not None else None)
     for row, a in zip(rows, answers):
         row |= {"predicted": a.text, "correct": a.text.strip() == row["expected"].strip(),

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from tailor.evaluate.page import esc, fmt_interval, img, png, pyplot, table
-
-LOWER_IS_BETTER = ("loss", "perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte",
-                   "p50_latency_ms", "p95_latency_ms")
-
-
-def higher_is_better(key: str) -> bool:
-    return key.split("/")[-1] not in LOWER_IS_BETTER
-
+from tailor.spec.metrics import improves
+from tailor.page import esc, fmt_interval, img, png, pyplot, table
 
 def targets_section(targets: list[dict]) -> str:
     met = sum(t["met"] for t in targets)
@@ -163,7 +156,7 @@ def ablation_section(result: dict, plot: bytes | None) -> str:
             if v["name"] == "baseline" or d is None:
                 row += [value, "–", "–", "–"]
                 continue
-            good = (d["delta"] > 0) == higher_is_better(key)
+            good = improves(key, d["delta"])
             mark = "met" if good else "unmet"
             sig = d["low"] > 0 or d["high"] < 0
             row += [value, (f"{d['delta']:+.4g}", mark if sig else "dim"), fmt_interval([d["low"], d["high"]]),

@@ -8,7 +8,6 @@ loads as it is). `compute_loss(model, batch)` serves them all, whatever the head
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 from pathlib import Path
 
@@ -19,10 +18,16 @@ from safetensors.torch import save_model as save_weights
 
 from tailor.artifacts import atomic_write_json
 from tailor.errors import TailorError
+from tailor.models.family import Backbone
 from tailor.models.heads import SequenceHead, TokenHead
 from tailor.models.recurrent import Recurrent, RecurrentConfig
-from tailor.models.transformer import Transformer, TransformerConfig, sample_next
-from tailor.train.losses import IGNORE, Objective
+from tailor.models.transformer import Transformer, TransformerConfig
+from tailor.labels import IGNORE
+from tailor.models.losses import Objective
+from tailor.spec.data import Fields
+from tailor.spec.model import ModelSpec
+from tailor.spec.problem import Constraints
+from tailor.stage import Stage
 
 MODEL_TYPE = "tailor-transformer"
 FAMILIES = {MODEL_TYPE: (Transformer, TransformerConfig), "tailor-recurrent": (Recurrent, RecurrentConfig)}
@@ -113,7 +118,7 @@ def load_model(folder: Path, device: str | torch.device = "cpu") -> nn.Module:
     else:  # encrypted at rest: decrypted in memory only
         from safetensors.torch import load as load_bytes
 
-        from tailor.deploy.encryption import read_bytes
+        from tailor.encryption import read_bytes
 
         result = model.load_state_dict(load_bytes(read_bytes(weights)), strict=False)
         # tied weights are stored once, under one of their names: a name may be missing if another of its tensor's came
@@ -182,7 +187,7 @@ def compute_loss(model: nn.Module, batch: dict[str, torch.Tensor], objective: Ob
     head = head_of(model)
     if head == "causal_lm":
         targets = batch["targets"]
-        if is_hf(model):
+        if not isinstance(backbone_of(unwrap(model)), Backbone):  # a transformers model
             # a compiled graph would not see the hook: it keeps its full output layer
             gather = scored_at is not None and not hasattr(model, "_orig_mod")
             with _output_layer_at(model, scored_at) if gather else contextlib.nullcontext():
@@ -209,38 +214,23 @@ def compute_loss(model: nn.Module, batch: dict[str, torch.Tensor], objective: Ob
     return logits, loss, n
 
 
-@torch.no_grad()
-def generate_ids(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
-                 top_p: float = 1.0, stop_ids: set[int] | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Continue idx (1, T) with any causal language model, reusing its key/value cache or state."""
-    if head_of(model) != "causal_lm":
-        raise TailorError(f"this model has a {head_of(model)} head: it predicts labels or scores for a text "
-                          "and does not generate; its predictions are in the run's evaluate/predictions.parquet")
-    if not is_hf(model):
-        return model.generate(idx, max_new_tokens, temperature, top_p, stop_ids, generator)
-    limit = context_length(model)
-    # transformers 5 names the key/value cache `cache`; earlier versions `past_key_values`
-    cache_arg = "cache" if "cache" in inspect.signature(unwrap(model).forward).parameters else "past_key_values"
-    out = model(input_ids=idx, use_cache=True)
-    seq = idx
-    for _ in range(max_new_tokens):
-        if seq.shape[1] >= limit:
-            break
-        next_id = sample_next(out.logits[:, -1, :], temperature, top_p, generator)  # (1, 1)
-        seq = torch.cat([seq, next_id], dim=1)
-        if stop_ids and next_id.item() in stop_ids:
-            break
-        cache = next(v for k, v in out.items() if k in ("cache", "past_key_values"))
-        out = model(input_ids=next_id, use_cache=True, **{cache_arg: cache})
-    return seq
+def run_model(out: Path, *, base: str, head: str, arch, pooling: str, seed: int, fields: Fields, output: str,
+              constraints: Constraints, max_time: float | None, data_dir: Path, tokenizer_dir: Path,
+              progress=None) -> dict:
+    """Build the initial network (seeded) into `out`: from scratch or from a pretrained base.
 
-
-def run_model(spec, data_dir: Path, tokenizer_dir: Path, out_dir: Path) -> dict:
-    """Build the initial model (seeded) into out_dir: from scratch or from a pretrained base."""
+    base, head, arch, pooling, seed: the model section but `adapt` (which the train stage reads).
+    """
     from tailor.models.build import build_model
 
-    model, report = build_model(spec, data_dir, tokenizer_dir)
-    save_model(model, out_dir)
-    atomic_write_json(out_dir / "report.json", report)
+    spec = ModelSpec(base=base, head=head, arch=arch, pooling=pooling, seed=seed)
+    net, report = build_model(spec, fields, output, constraints, max_time, data_dir, tokenizer_dir)
+    save_model(net, Path(out))
+    atomic_write_json(Path(out) / "report.json", report)
     return report
+
+
+STAGE = Stage("model", run=run_model, upstream=("data", "tokenizer"),
+              reads={**{k: f"model.{k}" for k in ("base", "head", "arch", "pooling", "seed")},
+                     "fields": "data.fields", "output": "problem.output",
+                     "constraints": "problem.constraints", "max_time": "train.max_time"})

@@ -13,18 +13,19 @@ from tailor.errors import TailorError
 from tailor.models import LABEL_HEADS, with_head
 from tailor.models.recurrent import Recurrent, RecurrentConfig
 from tailor.models.transformer import Transformer, TransformerConfig
-from tailor.spec import Spec
+from tailor.labels import as_list, parse_score
 from tailor.spec.base import SPLITS
+from tailor.spec.data import Fields
+from tailor.spec.model import ModelSpec, head_for
+from tailor.spec.problem import Constraints
 
 MAX_AUTO_BLOCK = 1024
 
 
-def label_set(spec: Spec, data_dir: Path, head: str) -> list[str]:
-    """The distinct labels in data.fields.output over every split, sorted; an error if fewer than two."""
-    from tailor.data import load_split
-    from tailor.train.label_batches import as_list
+def label_set(field: str, data_dir: Path, head: str) -> list[str]:
+    """The distinct labels in `field` (data.fields.output) over every split, sorted; an error if fewer than two."""
+    from tailor.splits import load_split
 
-    field = spec.data.fields.output
     counts: Counter[str] = Counter()
     for split in SPLITS:
         for r in load_split(data_dir, split):
@@ -41,27 +42,22 @@ def label_set(spec: Spec, data_dir: Path, head: str) -> list[str]:
     return sorted(counts)
 
 
-def mean_score(spec: Spec, records: list[dict]) -> float:
-    """Mean of the train split's scores (the regression head starts there)."""
-    from tailor.train.label_batches import parse_score
-
-    field = spec.data.fields.output
+def mean_score(field: str, records: list[dict]) -> float:
+    """Mean of the train split's scores in `field` (the regression head starts there)."""
     values = [parse_score(r.get(field), r, field) for r in records]
     return sum(values) / max(len(values), 1)
 
 
-def auto_block_size(spec: Spec, records: list[dict], codec, limit: int) -> int:
-    """model.arch.block_size, or the longest training example rounded up to 8 (256 for a corpus), capped."""
-    from tailor.train.label_batches import input_ids
+def auto_block_size(chosen: int | str, f: Fields, output: str, records: list[dict], codec, limit: int) -> int:
+    """`chosen` (model.arch.block_size), or the longest training example rounded up to 8 (256 for a corpus), capped."""
+    from tailor.tokenizer.inputs import input_ids
 
-    chosen = spec.model.arch.block_size
     if chosen != "auto":
         return min(chosen, limit)
-    f = spec.data.fields
     if f.text is not None:
         return min(256, limit)
-    if spec.problem.output != "text":
-        longest = max(len(ids) for ids in input_ids(spec, records, codec, None)[0])
+    if output != "text":
+        longest = max(len(ids) for ids in input_ids(f, output, records, codec, None)[0])
     else:
         inputs = codec.encode_batch([r[f.input] for r in records])
         outputs = codec.encode_batch([r[f.output] for r in records])
@@ -69,14 +65,16 @@ def auto_block_size(spec: Spec, records: list[dict], codec, limit: int) -> int:
     return min(limit, MAX_AUTO_BLOCK, -(-longest // 8) * 8)
 
 
-def scratch_backbone(spec: Spec, vocab_size: int, block_size: int, report: dict) -> nn.Module:
-    arch = spec.model.arch
+def scratch_backbone(arch, vocab_size: int, block_size: int, report: dict, budget: float | None,
+                     constraints: Constraints) -> nn.Module:
+    """A from-scratch network of model.arch; `size: auto` is sized for `budget` seconds on this machine."""
     if arch.family == "transformer":
         n_layer, n_head, n_embd, n_kv_head = arch.n_layer, arch.n_head, arch.n_embd, arch.n_kv_head
         if arch.size == "auto":  # the shape whose compute-optimal run fits the time budget
-            from tailor.train.plan import plan_scratch_size
+            from tailor.models.size import plan_scratch_size
 
-            (n_layer, n_head, n_embd), report["sizing"] = plan_scratch_size(spec, vocab_size, block_size)
+            (n_layer, n_head, n_embd), report["sizing"] = plan_scratch_size(vocab_size, block_size, budget,
+                                                                            constraints)
             n_kv_head = None
         return Transformer(TransformerConfig(
             vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
@@ -101,36 +99,44 @@ def fit_vocabulary(model: nn.Module, codec, tokenizer_dir: Path, base: str) -> i
     return len(added)
 
 
-def build_model(spec: Spec, data_dir: Path, tokenizer_dir: Path) -> tuple[nn.Module, dict]:
-    """The initial network for the spec (seeded), and a report of what was chosen."""
-    from tailor.data import load_split
+def build_model(model: ModelSpec, fields: Fields, output: str, constraints: Constraints, max_time: float | None,
+                data_dir: Path, tokenizer_dir: Path) -> tuple[nn.Module, dict]:
+    """The initial network (seeded), and a report of what was chosen.
+
+    model: the spec's section; fields, output: what it reads and answers; constraints and max_time
+    (train.max_time) give the budget that `arch.size: auto` is sized for.
+    """
+    from tailor.splits import load_split
     from tailor.models.pretrained import load_pretrained
     from tailor.tokenizer import Codec
 
     codec = Codec.load(tokenizer_dir)
-    head = spec.head
+    head = head_for(output, model.head)
     train = load_split(data_dir, "train")
-    labels = label_set(spec, data_dir, head) if head in LABEL_HEADS else None
-    torch.manual_seed(spec.model.seed)
-    report: dict = {"base": spec.model.base, "head": head}
-    if spec.model.base == "scratch":
-        block_size = auto_block_size(spec, train, codec, 1_000_000)
-        model = with_head(scratch_backbone(spec, codec.vocab_size, block_size, report), head, labels,
-                          spec.model.pooling)
-        score = model.score if head != "causal_lm" else None
+    labels = label_set(fields.output, data_dir, head) if head in LABEL_HEADS else None
+    torch.manual_seed(model.seed)
+    report: dict = {"base": model.base, "head": head}
+    block = getattr(model.arch, "block_size", "auto")
+    if model.base == "scratch":
+        block_size = auto_block_size(block, fields, output, train, codec, 1_000_000)
+        budget = max_time if max_time is not None else constraints.time_budget
+        net = with_head(scratch_backbone(model.arch, codec.vocab_size, block_size, report, budget, constraints),
+                        head, labels, model.pooling)
+        score = net.score if head != "causal_lm" else None
     else:
-        model = load_pretrained(spec.model.base, head, labels)
-        report["added_embedding_rows"] = fit_vocabulary(model, codec, tokenizer_dir, spec.model.base)
-        if model.config.pad_token_id is None:  # sequence heads find each sequence's last token by its padding
-            model.config.pad_token_id = codec.pad_id
-        block_size = auto_block_size(spec, train, codec, getattr(model.config, "max_position_embeddings", 512))
-        model.config.tailor_block_size = block_size
-        score = getattr(model, "classifier", None) or getattr(model, "score", None)
+        net = load_pretrained(model.base, head, labels)
+        report["added_embedding_rows"] = fit_vocabulary(net, codec, tokenizer_dir, model.base)
+        if net.config.pad_token_id is None:  # sequence heads find each sequence's last token by its padding
+            net.config.pad_token_id = codec.pad_id
+        block_size = auto_block_size(block, fields, output, train, codec,
+                                     getattr(net.config, "max_position_embeddings", 512))
+        net.config.tailor_block_size = block_size
+        score = getattr(net, "classifier", None) or getattr(net, "score", None)
     if head == "regression" and isinstance(score, nn.Linear) and score.bias is not None:
         with torch.no_grad():  # start at the mean score: the loss then measures what the text explains
-            score.bias.fill_(mean_score(spec, train))
-    report.update(parameters=sum(p.numel() for p in model.parameters()), block_size=block_size,
+            score.bias.fill_(mean_score(fields.output, train))
+    report.update(parameters=sum(p.numel() for p in net.parameters()), block_size=block_size,
                   vocab_size=codec.vocab_size)
     if labels is not None:
         report["labels"] = labels
-    return model, report
+    return net, report

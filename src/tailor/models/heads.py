@@ -9,10 +9,12 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from tailor.models.family import StatefulDecoder
+
 
 def backbone_states(backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
     """(B, T, H) hidden states; recurrent encoders use the mask to skip padding."""
-    if hasattr(backbone, "rnn"):
+    if isinstance(backbone, StatefulDecoder):  # features -> (states, final state)
         return backbone.features(input_ids, attention_mask)[0]
     return backbone.features(input_ids)
 

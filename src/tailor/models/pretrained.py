@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from tailor.errors import TailorError
-from tailor.models.presets import resolve_source
+from tailor.presets import resolve_source
 
 AUTO_CLASS = {"causal_lm": "AutoModelForCausalLM", "classification": "AutoModelForSequenceClassification",
               "regression": "AutoModelForSequenceClassification",

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from tailor.errors import TailorError
-from tailor.models.transformer import sample_next
+from tailor.sampling import sample_next
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 

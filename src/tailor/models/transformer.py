@@ -16,6 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tailor.labels import IGNORE
+from tailor.sampling import sample_next
+
 
 @dataclass
 class TransformerConfig:
@@ -221,6 +224,10 @@ class Transformer(nn.Module):
     def hidden_size(self) -> int:
         return self.config.n_embd
 
+    def new_caches(self) -> list[dict]:
+        """Empty key/value caches, one per block, that forward(caches=...) fills as it decodes."""
+        return [{} for _ in self.h]
+
     def features(self, idx: torch.Tensor, caches: list[dict] | None = None, positions: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Final normalised hidden states (B, T, C): what the LM head and the task heads read.
@@ -272,7 +279,7 @@ class Transformer(nn.Module):
         logits = self.lm_head(h)  # (B, T, vocab) or (N, vocab)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE)
         return logits, loss
 
     @torch.no_grad()
@@ -292,17 +299,3 @@ class Transformer(nn.Module):
                 break
             step = next_id
         return out
-
-
-def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """Pick the next token from (B, vocab) logits: greedy at temperature 0, else nucleus sampling."""
-    if temperature <= 0:
-        return logits.argmax(dim=-1, keepdim=True)
-    probs = F.softmax(logits.float() / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        keep = sorted_p.cumsum(dim=-1) - sorted_p < top_p
-        keep[..., 0] = True  # the most likely token, even when top_p underflows in float32
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
-    return torch.multinomial(probs, 1, generator=generator)

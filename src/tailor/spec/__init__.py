@@ -13,16 +13,18 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from tailor.artifacts import hash_json
 from tailor.errors import TailorError
 from tailor.spec.base import Strict
 from tailor.spec.data import Data, Source
 from tailor.spec.deploy import Deploy
-from tailor.spec.evaluate import GENERATED, METRICS, Evaluate
-from tailor.spec.model import ARCH_TAGS, HEAD_FOR_OUTPUT, ModelSpec, TokenizerSpec
+from tailor.spec.evaluate import METRICS, Evaluate
+from tailor.spec.metrics import TABLE, chosen_metrics
+from tailor.spec.model import ARCH_TAGS, HEAD_FOR_OUTPUT, ModelSpec, TokenizerSpec, head_for
 from tailor.spec.problem import Problem, Target
 from tailor.spec.train import Train, Tune
 
-__all__ = ["Spec", "load_spec", "parse_spec", "dump_spec", "Target"]
+__all__ = ["Spec", "load_spec", "parse_spec", "dump_spec", "spec_hash", "Target"]
 
 
 class Spec(Strict):
@@ -47,7 +49,7 @@ class Spec(Strict):
             if target.metric not in allowed:
                 raise ValueError(f"problem.targets[{i}].metric: {target.metric!r} is not measured for "
                                  f"output {kind!r}; allowed: {', '.join(allowed)}")
-            if target.metric in GENERATED and not pairs:
+            if TABLE[target.metric].generated and not pairs:
                 raise ValueError(f"problem.targets[{i}].metric: {target.metric!r} needs input/output data "
                                  "(data.fields.input and data.fields.output)")
         for name in self.evaluate.metrics or []:
@@ -80,15 +82,12 @@ class Spec(Strict):
     @property
     def head(self) -> str:
         """The model head: model.head, or the one problem.output implies."""
-        return HEAD_FOR_OUTPUT[self.problem.output] if self.model.head == "auto" else self.model.head
+        return head_for(self.problem.output, self.model.head)
 
     def metric_names(self) -> list[str]:
         """Metrics to compute: the chosen (or default) ones plus every target's."""
-        names = list(self.evaluate.metrics or METRICS[self.problem.output])
-        if self.data.fields.input is None:
-            names = [n for n in names if n not in GENERATED]
-        names += [t.metric for t in self.problem.targets if t.metric not in names]
-        return names
+        return chosen_metrics(self.evaluate.metrics, self.problem.output, self.data.fields.input is not None,
+                              self.problem.targets)
 
 
 def _field_type(model: type[BaseModel], key: str) -> Any:
@@ -220,3 +219,8 @@ def dump_spec(spec: Spec) -> str:
     """The spec with every default filled in, as YAML."""
     return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100)
 
+
+
+def spec_hash(spec: Spec) -> str:
+    """A short content hash of the resolved spec: names its runs and its study results."""
+    return hash_json(spec.model_dump(mode="json"))[:16]

@@ -2,23 +2,51 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
+from tailor.errors import TailorError
 from tailor.spec.base import Strict
 
 Fields = list[str] | None
 FIELDS = Field(None, description="text fields the step reads; default: the model's fields (data.fields)")
 
 
-class DedupOptions(Strict):
+class StepOptions(Strict):
+    """Options of one cleaning step: the keyword arguments of its class, with defaults taken from data.fields."""
+
+    def arguments(self, fields) -> dict:
+        """The step's constructor arguments; `fields` (data.fields) fills what the options leave to the model."""
+        out = self.model_dump()
+        if "fields" in out and out["fields"] is None:
+            out["fields"] = fields.used
+        return out
+
+    def files(self) -> list[str]:
+        """Local files the step reads (they enter the data stage's cache key)."""
+        return []
+
+
+def _text_fields(fields) -> list[str]:
+    return [f for f in (fields.input, fields.text) if f]
+
+
+def _label_field(given: str | None, fields, step: str) -> str:
+    field = given or fields.output
+    if field is None:
+        raise TailorError(f"data.clean {step}: set `field` (which record field gets the label) or data.fields.output")
+    return field
+
+
+class DedupOptions(StepOptions):
     """Exact duplicates: drop a record whose compared fields equal an earlier record's."""
 
     fields: Fields = Field(None, description="fields compared; default: the model's fields")
 
 
-class NearDedupOptions(Strict):
+class NearDedupOptions(StepOptions):
     """Near duplicates by MinHash LSH over word n-grams; the first record of a cluster is kept."""
 
     fields: Fields = FIELDS
@@ -37,20 +65,23 @@ class NearDedupOptions(Strict):
         return self
 
 
-class MissingOptions(Strict):
+class MissingOptions(StepOptions):
     """Records with empty or absent fields: drop them, or fill the field with a value."""
 
     drop: Fields = Field(None, description="drop a record missing any of these; default: the model's fields")
     fill: dict[str, str] = Field(default_factory=dict, description="field -> value to put where it is missing")
 
+    def arguments(self, fields) -> dict:
+        return {"drop": self.drop if self.drop is not None else fields.used, "fill": self.fill}
 
-class FixTextOptions(Strict):
+
+class FixTextOptions(StepOptions):
     """Repair mojibake and broken Unicode with ftfy."""
 
     fields: Fields = FIELDS
 
 
-class SpellingOptions(Strict):
+class SpellingOptions(StepOptions):
     """Correct misspelled words with symspellpy's bundled English dictionary; code is never touched."""
 
     fields: Fields = FIELDS
@@ -58,7 +89,7 @@ class SpellingOptions(Strict):
     min_length: int = Field(4, ge=2, description="shorter words are left alone")
 
 
-class NormalizeOptions(Strict):
+class NormalizeOptions(StepOptions):
     """Unicode normal form and whitespace; optionally numbers, dates and units in one format."""
 
     fields: Fields = FIELDS
@@ -71,13 +102,13 @@ class NormalizeOptions(Strict):
     units: bool = Field(False, description="'5kg', '5 kilograms', '5 Kg.' -> '5 kg'")
 
 
-class LowercaseOptions(Strict):
+class LowercaseOptions(StepOptions):
     """Lowercase the text (classic pipelines; the report warns for generative models)."""
 
     fields: Fields = FIELDS
 
 
-class LanguageWords(Strict):
+class LanguageWords(StepOptions):
     fields: Fields = FIELDS
     language: str = Field("en", description="ISO 639-1 code")
 
@@ -94,7 +125,7 @@ class LemmatizeOptions(LanguageWords):
     """Replace words by their lemmas (simplemma)."""
 
 
-class QualityOptions(Strict):
+class QualityOptions(StepOptions):
     """Heuristic quality filters; each rule that fails names itself as the drop reason."""
 
     fields: Fields = FIELDS
@@ -111,7 +142,7 @@ class QualityOptions(Strict):
                                             "<=90% bullet lines, <=30% lines ending in an ellipsis, >=2 stop words")
 
 
-class PiiOptions(Strict):
+class PiiOptions(StepOptions):
     """Replace emails, phone numbers, IP addresses and card numbers (Luhn-checked) by placeholders."""
 
     fields: Fields = FIELDS
@@ -119,7 +150,7 @@ class PiiOptions(Strict):
     drop: bool = Field(False, description="drop the record instead of redacting it")
 
 
-class LanguageOptions(Strict):
+class LanguageOptions(StepOptions):
     """Keep records in the given languages (py3langid, an offline detector with a bundled model)."""
 
     fields: Fields = FIELDS
@@ -127,7 +158,7 @@ class LanguageOptions(Strict):
     min_chars: int = Field(20, description="shorter texts are kept undetected (too short to tell)")
 
 
-class LabelJoinOptions(Strict):
+class LabelJoinOptions(StepOptions):
     """Attach labels from a CSV or JSONL file by a shared id field."""
 
     path: str
@@ -135,6 +166,12 @@ class LabelJoinOptions(Strict):
     label: str = Field("label", description="column of the file that holds the label")
     field: str | None = Field(None, description="record field to write; default: data.fields.output")
     overwrite: bool = False
+
+    def arguments(self, fields) -> dict:
+        return {**self.model_dump(), "field": _label_field(self.field, fields, "label_join")}
+
+    def files(self) -> list[str]:
+        return [self.path]
 
 
 class LabelRule(Strict):
@@ -152,7 +189,7 @@ class LabelRule(Strict):
         return self
 
 
-class LabelRulesOptions(Strict):
+class LabelRulesOptions(StepOptions):
     """Rule-based labeling: majority vote of the rules; coverage, overlap and conflict are reported."""
 
     rules: list[LabelRule] = Field(min_length=1)
@@ -161,8 +198,12 @@ class LabelRulesOptions(Strict):
     overwrite: bool = Field(False, description="also relabel records that already have a label")
     drop_unlabelled: bool = Field(False, description="drop records no rule labels (or ties)")
 
+    def arguments(self, fields) -> dict:
+        return {**self.model_dump(), "fields": self.fields or _text_fields(fields),
+                "field": _label_field(self.field, fields, "label_rules")}
 
-class LabelModelOptions(Strict):
+
+class LabelModelOptions(StepOptions):
     """Pre-label records with a pretrained model for review: the most likely of `labels` and its probability."""
 
     model: str = Field("smollm2-135m", description="a preset, a model folder or a .gguf file")
@@ -172,12 +213,35 @@ class LabelModelOptions(Strict):
     prompt: str = Field("Text: {text}\nPossible labels: {labels}\nThe label of this text is:",
                         description="{text} and {labels} are filled in; each label is scored as its continuation")
 
+    def arguments(self, fields) -> dict:
+        return {**self.model_dump(), "fields": self.fields or _text_fields(fields)}
 
-CLEAN_STEPS: dict[str, type[BaseModel]] = {
-    "dedup": DedupOptions, "near_dedup": NearDedupOptions, "missing": MissingOptions, "fix_text": FixTextOptions,
-    "spelling": SpellingOptions, "normalize": NormalizeOptions, "lowercase": LowercaseOptions,
-    "stopwords": StopwordsOptions, "stem": StemOptions, "lemmatize": LemmatizeOptions, "quality": QualityOptions,
-    "pii": PiiOptions, "language": LanguageOptions, "label_join": LabelJoinOptions, "label_rules": LabelRulesOptions,
-    "label_model": LabelModelOptions,
+
+@dataclass(frozen=True)
+class StepKind:
+    """A registered cleaning step: its options, and the class (module:name) whose keyword arguments they are."""
+
+    options: type[StepOptions]
+    implementation: str
+
+
+# The registry: a new step is its file under tailor/data/clean (or annotate) plus one line here.
+CLEAN_STEPS: dict[str, StepKind] = {
+    "dedup": StepKind(DedupOptions, "tailor.data.clean.dedup:ExactDedup"),
+    "near_dedup": StepKind(NearDedupOptions, "tailor.data.clean.near_dedup:NearDedup"),
+    "missing": StepKind(MissingOptions, "tailor.data.clean.missing:Missing"),
+    "fix_text": StepKind(FixTextOptions, "tailor.data.clean.fix_text:FixText"),
+    "spelling": StepKind(SpellingOptions, "tailor.data.clean.spelling:Spelling"),
+    "normalize": StepKind(NormalizeOptions, "tailor.data.clean.normalize:Normalize"),
+    "lowercase": StepKind(LowercaseOptions, "tailor.data.clean.lowercase:Lowercase"),
+    "stopwords": StepKind(StopwordsOptions, "tailor.data.clean.words:Stopwords"),
+    "stem": StepKind(StemOptions, "tailor.data.clean.words:Stem"),
+    "lemmatize": StepKind(LemmatizeOptions, "tailor.data.clean.words:Lemmatize"),
+    "quality": StepKind(QualityOptions, "tailor.data.clean.quality:Quality"),
+    "pii": StepKind(PiiOptions, "tailor.data.clean.pii:Pii"),
+    "language": StepKind(LanguageOptions, "tailor.data.clean.language:Language"),
+    "label_join": StepKind(LabelJoinOptions, "tailor.data.annotate.join:LabelJoin"),
+    "label_rules": StepKind(LabelRulesOptions, "tailor.data.annotate.rules:LabelRules"),
+    "label_model": StepKind(LabelModelOptions, "tailor.data.annotate.model:LabelModel"),
 }
 CLASSIC_STEPS = ("lowercase", "stopwords", "stem", "lemmatize")  # the report warns when a generative model gets these

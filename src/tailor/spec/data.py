@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -139,7 +141,24 @@ class SyntheticSource(Strict):
             self.model = _resolve(base, self.model)
 
 
-Source = Annotated[Union[FilesSource, HFSource, WebSource, WarcSource, SyntheticSource], Field(discriminator="type")]
+@dataclass(frozen=True)
+class SourceKind:
+    """A registered data source: its options, and the module under tailor.data.sources with its
+    `read(source, context)` (records) and `files(source, where)` (local files, for the cache key)."""
+
+    options: type[Strict]
+    module: str
+
+
+# The registry: a new source is its file under tailor/data/sources plus its options above and one line here.
+SOURCES: dict[str, SourceKind] = {
+    "files": SourceKind(FilesSource, "tailor.data.sources.files"),
+    "hf_dataset": SourceKind(HFSource, "tailor.data.sources.hf"),
+    "web": SourceKind(WebSource, "tailor.data.sources.web"),
+    "warc": SourceKind(WarcSource, "tailor.data.sources.warc"),
+    "synthetic": SourceKind(SyntheticSource, "tailor.data.sources.synthetic"),
+}
+Source = Annotated[Union[tuple(k.options for k in SOURCES.values())], Field(discriminator="type")]
 
 
 class Fields(Strict):
@@ -215,7 +234,7 @@ class Data(Strict):
             if name not in CLEAN_STEPS:
                 raise ValueError(f"item {i}: unknown step {name!r}; allowed: {', '.join(CLEAN_STEPS)}")
             try:
-                opts = CLEAN_STEPS[name].model_validate(options or {})
+                opts = CLEAN_STEPS[name].options.model_validate(options or {})
             except ValidationError as e:
                 problems = "; ".join((f"{'.'.join(map(str, err['loc']))}: " if err["loc"] else "")
                                      + err["msg"].removeprefix("Value error, ") for err in e.errors())

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from tailor.spec.metrics import TABLE, check_bound
 from tailor.spec.base import Duration, Size, Strict
 
 
@@ -76,6 +77,7 @@ class Alert(Strict):
     def _one_bound(self) -> Alert:
         if (self.above is None) == (self.below is None):
             raise ValueError("give exactly one of above or below")
+        check_bound(self.metric, self.above is not None, f"{self.metric} alert")
         return self
 
 
@@ -89,6 +91,13 @@ class Monitor(Strict):
 class Retrain(Strict):
     metric: str | None = Field(None, description="compared on the held-out set; default: the first target's metric")
     margin: float = Field(0.0, ge=0, description="the challenger must beat the champion by more than this")
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        if value is not None and value not in TABLE:
+            raise ValueError(f"{value!r} is not a metric; known: {', '.join(TABLE)}")
+        return value
     use_feedback: bool = Field(True, description="add feedback corrections to the training data")
 
 

@@ -7,23 +7,10 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from tailor.spec.base import Strict
+from tailor.spec.metrics import OUTPUTS, for_output
 
-LM_METRICS = ("loss", "perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte")
-GENERATION_METRICS = ("exact_match", "normalized_exact_match", "token_f1", "bleu", "chrf",
-                      "rouge1", "rouge2", "rougeL", "rougeLsum")
-LATENCY_METRICS = ("p50_latency_ms", "p95_latency_ms")
-CLASSIFICATION_METRICS = ("accuracy",) + tuple(f"{m}_{a}" for a in ("macro", "micro", "weighted")
-                                               for m in ("precision", "recall", "f1"))
-SCORE_METRICS = ("mse", "mae", "r2", "pearson")
-
-# Metrics the evaluate stage computes, by problem.output.
-METRICS: dict[str, tuple[str, ...]] = {
-    "text": LM_METRICS + GENERATION_METRICS + LATENCY_METRICS,
-    "label": ("loss",) + CLASSIFICATION_METRICS,
-    "token-labels": ("loss",) + CLASSIFICATION_METRICS,  # per word
-    "score": ("loss",) + SCORE_METRICS,                   # loss: mean squared error
-}
-GENERATED = set(GENERATION_METRICS) | set(LATENCY_METRICS)  # need generation, and input/output data
+# Metrics the evaluate stage computes, by problem.output (tailor.spec.metrics is the table).
+METRICS: dict[str, tuple[str, ...]] = {kind: for_output(kind) for kind in OUTPUTS}
 
 # Keys a variant may not change: every variant runs on the baseline's budget.
 BUDGET_KEYS = ("train.max_steps", "train.max_time", "problem.constraints.time_budget")

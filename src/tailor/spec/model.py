@@ -117,6 +117,11 @@ HEAD_FOR_OUTPUT = {"text": "causal_lm", "label": "classification", "token-labels
                    "score": "regression"}
 
 
+def head_for(output: str, head: str) -> str:
+    """The model head: model.head, or the one problem.output implies when it is auto."""
+    return HEAD_FOR_OUTPUT[output] if head == "auto" else head
+
+
 class ModelSpec(Strict):
     base: str = Field("scratch", description="scratch, a preset (smollm2-135m, minilm-l6), a folder, a .gguf, a hub id")
     head: Literal["auto", "causal_lm", "classification", "token_classification", "regression"] = Field(

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tailor.spec.base import Duration, Size, Strict
+from tailor.spec.metrics import TABLE, check_bound
 
 OutputKind = Literal["text", "label", "token-labels", "score"]
 
@@ -23,6 +24,8 @@ class Target(Strict):
     def _one_bound(self) -> Target:
         if (self.at_least is None) == (self.at_most is None):
             raise ValueError("give exactly one of at_least or at_most")
+        if self.metric in TABLE:  # an unknown name is reported with the problem's metrics by Spec
+            check_bound(self.metric, self.at_most is not None, f"{self.metric} target")
         return self
 
     @property

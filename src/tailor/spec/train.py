@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tailor.spec.base import Duration, Strict
+from tailor.spec.metrics import SPLITS, TABLE, higher_is_better, loop_keys, metric
 
 
 class Optimizer(Strict):
@@ -31,15 +32,22 @@ class Loss(Strict):
 
 
 class EarlyStopping(Strict):
-    metric: Literal["validation/loss", "validation/perplexity", "validation/accuracy"] = Field(
-        "validation/loss", description="measured at every validation pass")
-    mode: Literal["auto", "min", "max"] = Field("auto", description="auto: max for accuracy, min otherwise")
+    metric: str = Field("validation/loss", description="measured at every validation pass: " + ", ".join(loop_keys()))
+    mode: Literal["auto", "min", "max"] = Field("auto", description="auto: the metric's own direction")
     patience: int = Field(3, ge=1, description="validation passes without improvement before stopping")
     min_delta: float = Field(0.0, ge=0, description="smallest change that counts as an improvement")
 
+    @field_validator("metric")
+    @classmethod
+    def _in_loop(cls, value: str) -> str:
+        if value not in loop_keys():
+            raise ValueError(f"{value!r} is not measured during training; expected one of {', '.join(loop_keys())}")
+        return value
+
     @property
     def maximize(self) -> bool:
-        return self.mode == "max" or (self.mode == "auto" and self.metric.endswith("accuracy"))
+        """Whether a larger value is an improvement: the mode, or the metric table's direction (auto)."""
+        return self.mode == "max" or (self.mode == "auto" and higher_is_better(self.metric))
 
 
 class Checkpoints(Strict):
@@ -101,8 +109,24 @@ class Train(Strict):
 class Tune(Strict):
     method: Literal["grid", "random", "bayesian"] = "bayesian"
     trials: int = Field(10, ge=1)
-    metric: str = Field("validation/loss", description="validation/loss, validation/perplexity or validation/accuracy")
-    direction: Literal["auto", "minimize", "maximize"] = Field("auto", description="auto: maximize accuracy, minimize the rest")
+    metric: str = Field("validation/loss", description="a flat metric key, e.g. validation/loss or validation/f1_macro; "
+                                                       "keys other than " + ", ".join(loop_keys()) + " are read from "
+                                                       "each trial's evaluation")
+    direction: Literal["auto", "minimize", "maximize"] = Field("auto", description="auto: the metric's own direction")
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        split, _, name = value.rpartition("/")
+        if split not in SPLITS or name not in TABLE:
+            raise ValueError(f"{value!r}: expected split/metric, e.g. validation/loss, with a split of "
+                             f"{', '.join(SPLITS)} and a metric of tailor.spec.metrics")
+        return value
+
+    @property
+    def goal(self) -> str:
+        """maximize or minimize: the direction given, or the metric table's (auto)."""
+        return self.direction if self.direction != "auto" else metric(self.metric).direction
     space: dict[str, list[Any]] = Field(
         default_factory=dict,
         description="spec key -> [low, high] or [low, high, log] for numbers, or a list of choices")

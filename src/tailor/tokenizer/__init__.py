@@ -14,7 +14,9 @@ from tokenizers import Tokenizer
 
 from tailor.artifacts import json_text
 from tailor.errors import TailorError
-from tailor.spec import Spec
+from tailor.spec.data import Fields
+from tailor.spec.model import TokenizerSpec
+from tailor.stage import Stage
 from tailor.tokenizer.train import EOS, PAD, SEP, promises_round_trip, train_bpe, train_tokenizer
 
 __all__ = ["Codec", "EOS", "PAD", "SEP", "pretrained_tokenizer", "run_tokenizer", "train_bpe", "train_tokenizer"]
@@ -89,7 +91,7 @@ class Codec:
 
     @classmethod
     def load(cls, folder: Path) -> Codec:
-        from tailor.deploy import encryption
+        from tailor import encryption
 
         folder = Path(folder)
         path = folder / "tokenizer.json"
@@ -139,7 +141,7 @@ def pretrained_tokenizer(source: str) -> tuple[Tokenizer, dict]:
     """
     from transformers import AutoTokenizer
 
-    from tailor.models.presets import resolve_source
+    from tailor.presets import resolve_source
 
     folder, gguf = resolve_source(source)
     try:
@@ -181,24 +183,28 @@ def _texts(table, fields: list[str]) -> list[str]:
     return columns[0] if len(columns) == 1 else [text for row in zip(*columns) for text in row]
 
 
-def text_fields(spec: Spec) -> list[str]:
+def text_fields(fields: Fields, output: str) -> list[str]:
     """Record fields the tokenizer reads: every model field for text, only the input for labels and scores."""
-    return spec.data.fields.used if spec.problem.output == "text" else [spec.data.fields.input]
+    return fields.used if output == "text" else [fields.input]
 
 
-def run_tokenizer(spec: Spec, data_dir: Path, out_dir: Path) -> dict:
-    """Write tokenizer.json, tokenizer_config.json and report.json into out_dir.
+def run_tokenizer(out: Path, *, tokenizer: TokenizerSpec, fields: Fields, output: str, base: str, data_dir: Path,
+                  progress=None) -> dict:
+    """Write tokenizer.json, tokenizer_config.json and report.json into `out`.
 
-    The files are written plainly: the pipeline commits the stage folder atomically (and syncs it).
+    tokenizer: the spec's section; fields, output: what the model reads; base: model.base, whose own
+    tokenizer a pretrained type takes unless tokenizer.source names another. The files are written
+    plainly: the pipeline commits the stage folder atomically (and syncs it).
     """
-    from tailor.data import load_table
+    from tailor.splits import load_table
     from tailor.tokenizer.report import tokenizer_report
 
-    fields = text_fields(spec)
+    out_dir = Path(out)
+    fields = text_fields(fields, output)
     train = _texts(load_table(data_dir, "train", fields), fields)  # a list: tokenizers reads it in batches
-    cfg = spec.tokenizer
+    cfg = tokenizer
     if cfg.type == "pretrained":
-        tok, config = pretrained_tokenizer(cfg.source or spec.model.base)
+        tok, config = pretrained_tokenizer(cfg.source or base)
     else:
         tok = train_tokenizer(lambda: train, cfg)
         config = {"eos_token": EOS, "pad_token": PAD, "sep_token": SEP}
@@ -215,3 +221,8 @@ def run_tokenizer(spec: Spec, data_dir: Path, out_dir: Path) -> dict:
     (out_dir / "report.json").write_text(json_text(report), encoding="utf-8")
     return {k: report[k] for k in ("type", "vocab_size", "tokens_per_word", "tokens_per_byte", "unknown_rate",
                                    "fallback_rate")}
+
+
+STAGE = Stage("tokenizer", run=run_tokenizer, upstream=("data",),
+              reads={"tokenizer": "tokenizer", "fields": "data.fields", "output": "problem.output",
+                     "base": "model.base"})

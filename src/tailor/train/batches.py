@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from tailor.spec import Spec
+from tailor.labels import IGNORE
+from tailor.spec.data import Fields
 from tailor.tokenizer import Codec
-
-IGNORE = -100
 
 
 def encode_pairs(inputs: list[str], outputs: list[str], codec: Codec, block_size: int,
@@ -154,22 +153,24 @@ class StreamBatches:
             yield {"input_ids": self.tokens[None, tail:-1], "targets": self.tokens[None, tail + 1:]}
 
 
-def make_batches(spec: Spec, records: list[dict], codec: Codec, block_size: int, batch_size: int, seed: int,
-                 labels: list[str] | None = None):
-    """PairBatches for input/output data (with a label, score or tags for task heads), StreamBatches for a corpus."""
-    f = spec.data.fields
-    if spec.problem.output != "text":
+def make_batches(records: list[dict], codec: Codec, block_size: int, batch_size: int, seed: int, *, fields: Fields,
+                 output: str, labels: list[str] | None = None, loss_on: str = "output", packing: bool = False):
+    """PairBatches for input/output data (with a label, score or tags for task heads), StreamBatches for a corpus.
+
+    fields, output: data.fields and problem.output; loss_on, packing: train.loss_on and train.packing.
+    """
+    f = fields
+    if output != "text":
         from tailor.train.label_batches import collate_labels, encode_labels
 
-        return PairBatches(encode_labels(spec, records, codec, block_size, labels), batch_size, codec.pad_id, seed,
-                           collate_labels)
+        return PairBatches(encode_labels(fields, output, records, codec, block_size, labels), batch_size, codec.pad_id,
+                           seed, collate_labels)
     if f.text is not None:
         ids: list[int] = []
         for doc in codec.encode_batch([r[f.text] for r in records]):
             ids += doc + [codec.eos_id]
         return StreamBatches(torch.tensor(ids, dtype=torch.long), block_size, batch_size, seed)
-    examples = encode_pairs([r[f.input] for r in records], [r[f.output] for r in records], codec, block_size,
-                            spec.train.loss_on)
-    if spec.train.packing:
+    examples = encode_pairs([r[f.input] for r in records], [r[f.output] for r in records], codec, block_size, loss_on)
+    if packing:
         return PackedBatches(examples, block_size, batch_size, codec.pad_id, seed)
     return PairBatches(examples, batch_size, codec.pad_id, seed)

@@ -13,29 +13,9 @@ import sys
 
 import torch
 
+from tailor.device import has_bf16, pick_device
 from tailor.errors import TailorError
 from tailor.spec.train import Train
-
-
-def pick_device(choice: str) -> torch.device:
-    """auto: CUDA, then Apple MPS, then CPU."""
-    if choice == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(choice)
-
-
-def has_bf16(device: torch.device) -> bool:
-    """Whether the device computes in bf16 natively: a recent GPU, or a CPU with AVX512-BF16 or AMX."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return any(getattr(torch.cpu, probe, lambda: False)()
-                   for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return False
 
 
 def resolve_precision(choice: str, device: torch.device) -> str:
@@ -110,36 +90,3 @@ def broadcast_text(text: str | None) -> str:
     buf = data if dist.get_rank() == 0 else torch.empty(int(size.item()), dtype=torch.uint8, device=dev)
     dist.broadcast(buf, 0)
     return bytes(buf.cpu().tolist()).decode()
-
-
-def train_on_ranks(spec, runs_dir, console, progress=None):
-    """`tailor train` inside a torchrun/accelerate launch: rank 0 runs the stages, every rank trains.
-
-    Rank 0 prepares data, tokenizer and model and tells the others which run folder to use; then
-    every rank runs the training loop, and rank 0 commits the train stage.
-    """
-    import json
-    from pathlib import Path
-
-    from accelerate import PartialState
-
-    from tailor.run import Pipeline, work_dir
-
-    on_cpu = pick_device(spec.problem.constraints.device).type == "cpu"
-    state = PartialState(cpu=on_cpu)  # joins the process group the launcher set up
-    pipeline = Pipeline(spec, runs_dir, console)
-    text = None
-    if state.is_main_process:
-        run_dir = pipeline.run(until="model")
-        text = json.dumps({"run_dir": str(run_dir), "train": pipeline.will_run(run_dir, "train")})
-    info = json.loads(broadcast_text(text))
-    run_dir = Path(info["run_dir"])
-    if state.is_main_process:
-        pipeline.run(until="train", progress=progress, run_dir=run_dir)
-    elif info["train"]:
-        from tailor.train import run_train
-
-        work = work_dir(run_dir, "train")
-        run_train(spec, run_dir / "data", run_dir / "tokenizer", run_dir / "model", work, work_dir=work)
-    state.wait_for_everyone()
-    return run_dir

@@ -20,9 +20,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from tailor.models import compute_loss, scored_positions
+from tailor.spec.metrics import better
 from tailor.spec.train import Train
 from tailor.train.checkpoint import Checkpoints
-from tailor.train.losses import IGNORE, Objective
+from tailor.models.losses import IGNORE, Objective
 from tailor.train.monitor import Monitor
 from tailor.train.optim import set_lr
 from tailor.train.schedule import lr_at
@@ -166,119 +167,143 @@ def _train_step(engine: Engine, batch: Batch, cfg: Train) -> tuple[torch.Tensor,
     return loss_sum / n_global, tokens
 
 
-def _improved(value: float, best: float | None, cfg: Train) -> bool:
+def improved(value: float, best: float | None, cfg: Train) -> bool:
+    """Whether a validation value beats the best so far, in the watched metric's direction (the metric table's)."""
     if best is None:
         return math.isfinite(value)
     es = cfg.early_stopping
-    delta = es.min_delta if es else 0.0
-    maximize = es.maximize if es else False
-    return value > best + delta if maximize else value < best - delta
+    if es is None:
+        return value < best  # the watched metric is validation/loss
+    if es.mode != "auto":
+        return value > best + es.min_delta if es.mode == "max" else value < best - es.min_delta
+    return better(es.metric, value, best, es.min_delta)
 
 
 def train_loop(engine: Engine, train_batches: Callable[[int], Batch], val_batches, cfg: Train, max_steps: int,
                checkpoints: Checkpoints, monitor: Monitor, state: LoopState, max_time: float | None = None,
                extra_state: dict | None = None) -> dict:
     """Run optimizer steps state.step..max_steps (or until time, early stopping or a NaN); return a summary."""
-    model, optimizer, acc = engine.model, engine.optimizer, engine.accelerator
-    main = acc.is_main_process
-    model.train()
-    log_every = max(1, max_steps // 200)
-    every = cfg.checkpoints.every or cfg.eval_every
-    metric = (cfg.early_stopping.metric if cfg.early_stopping else "validation/loss").split("/", 1)[1]
-    stopped, start = "max_steps", time.perf_counter()
-    window_start = start
-    last_saved = state.step if state.step else None
+    run = _Run(engine, cfg, max_steps, checkpoints, monitor, state, extra_state)
+    engine.model.train()
+    stopped = None
+    while state.step < max_steps and stopped is None:
+        stopped = run.step(train_batches, val_batches, max_time)
+    stopped = stopped or "max_steps"
+    state.seconds += time.perf_counter() - run.start
+    engine.accelerator.wait_for_everyone()
+    final = _final_weights(engine, checkpoints, cfg, state, stopped)
+    return {"steps": state.step, "tokens": state.tokens, "seconds": round(state.seconds, 2), "stopped_by": stopped,
+            "tokens_per_s": round(state.tokens / max(state.seconds, 1e-9), 1),
+            "best_validation": {"metric": f"validation/{run.metric}", "value": state.best, "step": state.best_step},
+            "final_weights": final, "warnings": monitor.warnings}
 
-    def save(step: int) -> bool:
+
+class _Run:
+    """One call of train_loop: its steps, logs, validation passes and checkpoints; `step` says why it stops."""
+
+    def __init__(self, engine: Engine, cfg: Train, max_steps: int, checkpoints: Checkpoints, monitor: Monitor,
+                 state: LoopState, extra_state: dict | None):
+        self.engine, self.cfg, self.max_steps, self.checkpoints = engine, cfg, max_steps, checkpoints
+        self.monitor, self.state, self.extra_state = monitor, state, extra_state or {}
+        self.log_every = max(1, max_steps // 200)
+        self.every = cfg.checkpoints.every or cfg.eval_every
+        self.metric = (cfg.early_stopping.metric if cfg.early_stopping else "validation/loss").split("/", 1)[1]
+        self.start = self.window_start = time.perf_counter()
+        self.last_saved = state.step if state.step else None
+
+    def elapsed(self, now: float) -> float:
+        return self.state.seconds + now - self.start
+
+    def save(self, step: int) -> bool:
         """Checkpoint the state after `step`; False (and nothing written) when the weights are no longer finite."""
-        nonlocal last_saved, start
-        bad = sum(int(not torch.isfinite(p).all()) for p in model.parameters())  # this rank's (shard of the) weights
+        engine, acc, state = self.engine, self.engine.accelerator, self.state
+        bad = sum(int(not torch.isfinite(p).all()) for p in engine.model.parameters())  # this rank's (shard of the) weights
         if engine.world > 1:
             bad = int(acc.reduce(torch.tensor([float(bad)], device=engine.device), reduction="sum").item())
         if bad:
             return False
-        state.seconds += time.perf_counter() - start
-        start = time.perf_counter()
-        checkpoints.save(model, optimizer, step, {"loop": asdict(state), **(extra_state or {})},
-                         state.best_step if cfg.checkpoints.keep_best else None, write=main)
-        last_saved = step
+        state.seconds += time.perf_counter() - self.start
+        self.start = time.perf_counter()
+        self.checkpoints.save(engine.model, engine.optimizer, step, {"loop": asdict(state), **self.extra_state},
+                              state.best_step if self.cfg.checkpoints.keep_best else None, write=acc.is_main_process)
+        self.last_saved = step
         return True
 
-    def diverged(what: str, step: int) -> str:
-        monitor.note(f"the {what} became non-finite at step {step}: training stopped; the last good "
-                     "checkpoint is kept (lower train.optimizer.lr or set train.grad_clip)")
+    def diverged(self, what: str, step: int) -> str:
+        self.monitor.note(f"the {what} became non-finite at step {step}: training stopped; the last good "
+                          "checkpoint is kept (lower train.optimizer.lr or set train.grad_clip)")
         return f"non-finite {what} at step {step}"
 
-    while state.step < max_steps:
+    def log(self, done: int, lr: float, now: float) -> None:
+        state = self.state
+        speed = state.window_tokens / max(now - self.window_start, 1e-9)
+        mean = state.window_loss / state.window_steps
+        self.monitor.write({"step": done, "split": "train", "loss": mean, "lr": lr, "tokens": state.tokens,
+                            "tokens_per_s": round(speed, 1), "elapsed_s": round(self.elapsed(now), 3)})
+        best = f" · best {self.metric} {state.best:.4f}" if state.best is not None else ""
+        self.monitor.show(done, f"loss {mean:.4f} · lr {lr:.2e} · {speed:,.0f} tok/s{best}")
+        state.window_loss, state.window_steps, state.window_tokens, self.window_start = 0.0, 0, 0, now
+
+    def validate(self, done: int, val_batches) -> tuple[str | None, bool]:
+        """One validation pass: (a stop reason if the weights diverged, whether early stopping is due)."""
+        engine, cfg, state = self.engine, self.cfg, self.state
+        with engine.accelerator.autocast():
+            values = evaluate(engine.model, val_batches, cfg.eval_batches, engine.device)
+        self.monitor.write({"step": done, "split": "validation", **values,
+                            "elapsed_s": round(self.elapsed(time.perf_counter()), 3)})
+        if (hook := VALIDATION_HOOK.get()) is not None:
+            hook(done, values)
+        if improved(values[self.metric], state.best, cfg):
+            state.best, state.best_step, state.stale = values[self.metric], done, 0
+            if (cfg.checkpoints.keep_best or cfg.early_stopping) and not self.save(done):
+                return self.diverged("weights", done), False
+            return None, False
+        state.stale += 1
+        return None, cfg.early_stopping is not None and state.stale >= cfg.early_stopping.patience
+
+    def step(self, train_batches: Callable[[int], Batch], val_batches, max_time: float | None) -> str | None:
+        """One optimizer step with its logging, validation and checkpoint; the reason to stop, if any."""
+        engine, cfg, state, acc = self.engine, self.cfg, self.state, self.engine.accelerator
         step = state.step
-        lr = lr_at(step, cfg.optimizer.lr, max_steps, cfg.schedule)
-        set_lr(optimizer, lr)
+        lr = lr_at(step, cfg.optimizer.lr, self.max_steps, cfg.schedule)
+        set_lr(engine.optimizer, lr)
         if engine.on_step is not None:
             engine.on_step(step)
         torch.manual_seed(cfg.seed * 1_000_003 + step * 1_009 + engine.rank)  # dropout: a function of the step
         loss_on_device, n_tokens = _train_step(engine, train_batches(step), cfg)
         if cfg.grad_clip:
-            acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+            acc.clip_grad_norm_(engine.model.parameters(), cfg.grad_clip)
+        engine.optimizer.step()
+        engine.optimizer.zero_grad(set_to_none=True)
         # read only now, so that the optimizer step is queued behind the backward pass; a non-finite
         # loss has spoilt these weights, and the run falls back to its last good checkpoint
         step_loss = loss_on_device.item()
         if not math.isfinite(step_loss):
-            stopped = diverged("loss", step + 1)
-            break
+            return self.diverged("loss", step + 1)
         state.step = done = step + 1
         state.tokens += n_tokens
         state.window_loss += step_loss
         state.window_steps += 1
         state.window_tokens += n_tokens
         now = time.perf_counter()
-        if done % log_every == 0 or done == max_steps:
-            speed = state.window_tokens / max(now - window_start, 1e-9)
-            mean = state.window_loss / state.window_steps
-            monitor.write({"step": done, "split": "train", "loss": mean, "lr": lr, "tokens": state.tokens,
-                           "tokens_per_s": round(speed, 1), "elapsed_s": round(state.seconds + now - start, 3)})
-            best = f" · best {metric} {state.best:.4f}" if state.best is not None else ""
-            monitor.show(done, f"loss {mean:.4f} · lr {lr:.2e} · {speed:,.0f} tok/s{best}")
-            state.window_loss, state.window_steps, state.window_tokens, window_start = 0.0, 0, 0, now
-        out_of_time = max_time is not None and state.seconds + now - start > max_time
+        if done % self.log_every == 0 or done == self.max_steps:
+            self.log(done, lr, now)
+        out_of_time = max_time is not None and self.elapsed(now) > max_time
         if engine.world > 1:  # every rank must stop at the same step
             flag = acc.reduce(torch.tensor([float(out_of_time)], device=engine.device), reduction="sum")
             out_of_time = bool(flag.item())
         stop_early = False
-        if done % cfg.eval_every == 0 or done == max_steps or out_of_time:
-            with acc.autocast():
-                values = evaluate(model, val_batches, cfg.eval_batches, engine.device)
-            monitor.write({"step": done, "split": "validation", **values,
-                           "elapsed_s": round(state.seconds + time.perf_counter() - start, 3)})
-            if (hook := VALIDATION_HOOK.get()) is not None:
-                hook(done, values)
-            if _improved(values[metric], state.best, cfg):
-                state.best, state.best_step, state.stale = values[metric], done, 0
-                if (cfg.checkpoints.keep_best or cfg.early_stopping) and not save(done):
-                    stopped = diverged("weights", done)
-                    break
-            else:
-                state.stale += 1
-                stop_early = cfg.early_stopping is not None and state.stale >= cfg.early_stopping.patience
-        if last_saved != done and (done % every == 0 or done == max_steps or out_of_time or stop_early):
-            if not save(done):
-                stopped = diverged("weights", done)
-                break
+        if done % cfg.eval_every == 0 or done == self.max_steps or out_of_time:
+            diverged, stop_early = self.validate(done, val_batches)
+            if diverged:
+                return diverged
+        due = done % self.every == 0 or done == self.max_steps or out_of_time or stop_early
+        if self.last_saved != done and due and not self.save(done):
+            return self.diverged("weights", done)
         if stop_early:
-            stopped = (f"early stopping: validation/{metric} did not improve for {state.stale} passes "
-                       f"(best {state.best:.4g} at step {state.best_step})")
-            break
-        if out_of_time:
-            stopped = "time budget"
-            break
-    state.seconds += time.perf_counter() - start
-    acc.wait_for_everyone()
-    final = _final_weights(engine, checkpoints, cfg, state, stopped)
-    return {"steps": state.step, "tokens": state.tokens, "seconds": round(state.seconds, 2), "stopped_by": stopped,
-            "tokens_per_s": round(state.tokens / max(state.seconds, 1e-9), 1),
-            "best_validation": {"metric": f"validation/{metric}", "value": state.best, "step": state.best_step},
-            "final_weights": final, "warnings": monitor.warnings}
+            return (f"early stopping: validation/{self.metric} did not improve for {state.stale} passes "
+                    f"(best {state.best:.4g} at step {state.best_step})")
+        return "time budget" if out_of_time else None
 
 
 def _final_weights(engine: Engine, checkpoints: Checkpoints, cfg: Train, state: LoopState, stopped: str) -> str:

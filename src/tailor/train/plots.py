@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from tailor.evaluate.page import png, pyplot
+from tailor.page import png, pyplot
 
 SKIP = {"step", "split", "elapsed_s", "tokens"}  # bookkeeping, not curves
 

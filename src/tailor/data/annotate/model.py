@@ -17,11 +17,13 @@ class LabelModel:
     name = "label_model"
     parallel = True
 
-    def __init__(self, model: str, labels: list[str], text_fields: list[str], field: str, prompt: str = PROMPT,
+    def __init__(self, model: str, labels: list[str], fields: list[str], field: str, prompt: str = PROMPT,
                  max_chars: int = 2000):
+        """fields: the text fields shown to the model; field: the record field the suggestion goes to."""
+        text_fields = fields
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from tailor.models.presets import resolve_source
+        from tailor.presets import resolve_source
 
         folder, gguf = resolve_source(model)
         try:

@@ -13,9 +13,10 @@ class LabelRules:
     name = "label_rules"
     parallel = True
 
-    def __init__(self, rules: list[dict], text_fields: list[str], field: str, overwrite: bool = False,
+    def __init__(self, rules: list[dict], fields: list[str], field: str, overwrite: bool = False,
                  drop_unlabelled: bool = False):
-        self.field, self.text_fields, self.overwrite, self.drop_unlabelled = field, text_fields, overwrite, drop_unlabelled
+        """fields: the text fields the rules read; field: the record field the label goes to."""
+        self.field, self.text_fields, self.overwrite, self.drop_unlabelled = field, fields, overwrite, drop_unlabelled
         self.fields = [field]
         self.rules = []
         for i, rule in enumerate(rules):

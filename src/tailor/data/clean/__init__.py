@@ -6,9 +6,10 @@ record (dedup); steps that count more than in/kept/dropped keep a `counts` Count
 
 from __future__ import annotations
 
+import importlib
 from typing import Protocol
 
-from tailor.errors import TailorError
+from tailor.spec.clean import CLEAN_STEPS
 from tailor.spec.data import Data
 
 
@@ -20,55 +21,16 @@ class Step(Protocol):
         """The kept (possibly changed) record, or a short reason for dropping it."""
 
 
-def _label_field(data: Data, options: dict, step: str) -> str:
-    field = options.get("field") or data.fields.output
-    if field is None:
-        raise TailorError(f"data.clean {step}: set `field` (which record field gets the label) or data.fields.output")
-    return field
+def build_step(name: str, options: dict, data: Data) -> Step:
+    """One step object from its spec name and options: the registered class, given the options as keywords."""
+    kind = CLEAN_STEPS[name]
+    module, cls = kind.implementation.split(":")
+    return getattr(importlib.import_module(module), cls)(**kind.options.model_validate(options).arguments(data.fields))
 
 
-def build_step(name: str, o: dict, data: Data) -> Step:
-    """One step object from its spec name and options."""
-    from tailor.data.annotate.join import LabelJoin
-    from tailor.data.annotate.rules import LabelRules
-    from tailor.data.clean import (dedup, fix_text, language, lowercase, missing, near_dedup, normalize, pii, quality,
-                                   spelling, words)
-
-    fields = o.get("fields") or data.fields.used
-    if name == "dedup":
-        return dedup.ExactDedup(fields)
-    if name == "near_dedup":
-        return near_dedup.NearDedup(fields, o["threshold"], o["num_perm"], o["ngram"], o["bands"], o["verify"], o["seed"])
-    if name == "missing":
-        return missing.Missing(o["drop"] if o["drop"] is not None else data.fields.used, o["fill"])
-    if name == "fix_text":
-        return fix_text.fix_text_step(fields)
-    if name == "spelling":
-        return spelling.Spelling(fields, o["max_edit_distance"], o["min_length"])
-    if name == "normalize":
-        return normalize.Normalize(fields, o["unicode"], o["whitespace"], o["drop_empty"], o["numbers"], o["dates"], o["units"])
-    if name == "lowercase":
-        return lowercase.lowercase_step(fields)
-    if name in ("stopwords", "stem", "lemmatize"):
-        return {"stopwords": words.stopwords_step, "stem": words.stem_step,
-                "lemmatize": words.lemmatize_step}[name](fields, o["language"])
-    if name == "quality":
-        return quality.Quality(fields, **{k: v for k, v in o.items() if k != "fields"})
-    if name == "pii":
-        return pii.Pii(fields, o["kinds"], o["drop"])
-    if name == "language":
-        return language.Language(fields, o["keep"], o["min_chars"])
-    if name == "label_join":
-        return LabelJoin(o["path"], o["id"], o["label"], _label_field(data, o, name), o["overwrite"])
-    if name == "label_rules":
-        text_fields = o.get("fields") or [f for f in (data.fields.input, data.fields.text) if f]
-        return LabelRules(o["rules"], text_fields, _label_field(data, o, name), o["overwrite"], o["drop_unlabelled"])
-    if name == "label_model":
-        from tailor.data.annotate.model import LabelModel
-
-        text_fields = o.get("fields") or [f for f in (data.fields.input, data.fields.text) if f]
-        return LabelModel(o["model"], o["labels"], text_fields, o["field"], o["prompt"])
-    raise AssertionError(name)  # the spec admits only the names above
+def step_files(data: Data) -> list[str]:
+    """Local files the cleaning steps read, e.g. label_join's labels."""
+    return [f for step in data.clean for name, o in step.items() for f in CLEAN_STEPS[name].options.model_validate(o).files()]
 
 
 def build_steps(data: Data) -> list[Step]:

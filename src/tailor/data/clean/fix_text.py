@@ -5,8 +5,10 @@ from __future__ import annotations
 from tailor.data.clean.text_step import TextStep
 
 
-def fix_text_step(fields: list[str]) -> TextStep:
+class FixText(TextStep):
     """ftfy.fix_text on every text field."""
-    import ftfy
 
-    return TextStep("fix_text", fields, ftfy.fix_text)
+    def __init__(self, fields: list[str]):
+        import ftfy
+
+        super().__init__("fix_text", fields, ftfy.fix_text)

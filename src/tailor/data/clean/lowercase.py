@@ -5,6 +5,8 @@ from __future__ import annotations
 from tailor.data.clean.text_step import TextStep
 
 
-def lowercase_step(fields: list[str]) -> TextStep:
+class Lowercase(TextStep):
     """str.lower on every text field."""
-    return TextStep("lowercase", fields, str.lower)
+
+    def __init__(self, fields: list[str]):
+        super().__init__("lowercase", fields, str.lower)

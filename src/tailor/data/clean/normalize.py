@@ -41,9 +41,9 @@ class Normalize:
     name = "normalize"
     parallel = True
 
-    def __init__(self, fields: list[str], form: str = "NFKC", whitespace: bool = True, drop_empty: bool = True,
+    def __init__(self, fields: list[str], unicode: str = "NFKC", whitespace: bool = True, drop_empty: bool = True,
                  numbers: bool = False, dates: str = "none", units: bool = False):
-        self.fields, self.form, self.whitespace, self.drop_empty = fields, form, whitespace, drop_empty
+        self.fields, self.form, self.whitespace, self.drop_empty = fields, unicode, whitespace, drop_empty
         self.numbers, self.dates, self.units = numbers, dates, units
 
     def text(self, value: str) -> str:

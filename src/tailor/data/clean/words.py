@@ -22,19 +22,38 @@ def _per_word(fn: Callable[[str], str | None]) -> Callable[[str], str]:
     return apply
 
 
-def stopwords_step(fields: list[str], language: str) -> TextStep:
+class Stopwords(TextStep):
     """Remove the words of the `stop-words` list for language."""
-    from stop_words import StopWordError, get_stop_words
 
-    try:
-        stop = set(get_stop_words(language))
-    except StopWordError:
-        raise TailorError(f"data.clean stopwords.language: no stop-word list for {language!r}") from None
-    return TextStep("stopwords", fields, _per_word(lambda w: None if w.lower() in stop else w))
+    def __init__(self, fields: list[str], language: str):
+        from stop_words import StopWordError, get_stop_words
+
+        try:
+            stop = set(get_stop_words(language))
+        except StopWordError:
+            raise TailorError(f"data.clean stopwords.language: no stop-word list for {language!r}") from None
+        super().__init__("stopwords", fields, _per_word(lambda w: None if w.lower() in stop else w))
 
 
-def stem_step(fields: list[str], language: str) -> TextStep:
+class Stem(TextStep):
     """Replace words by their Snowball stems."""
+
+    def __init__(self, fields: list[str], language: str):
+        super().__init__("stem", fields, _per_word(_stemmer(language).stemWord))
+
+
+class Lemmatize(TextStep):
+    """Replace words by their lemmas (simplemma's bundled dictionaries)."""
+
+    def __init__(self, fields: list[str], language: str):
+        import simplemma
+
+        if language not in simplemma.strategies.dictionaries.dictionary_factory.SUPPORTED_LANGUAGES:
+            raise TailorError(f"data.clean lemmatize.language: simplemma has no dictionary for {language!r}")
+        super().__init__("lemmatize", fields, _per_word(lambda w: simplemma.lemmatize(w, lang=language)))
+
+
+def _stemmer(language: str):
     import snowballstemmer
 
     names = {"en": "english", "de": "german", "fr": "french", "es": "spanish", "it": "italian", "nl": "dutch",
@@ -43,13 +62,4 @@ def stem_step(fields: list[str], language: str) -> TextStep:
         stemmer = snowballstemmer.stemmer(names.get(language, language))
     except KeyError:
         raise TailorError(f"data.clean stem.language: no Snowball stemmer for {language!r}") from None
-    return TextStep("stem", fields, _per_word(stemmer.stemWord))
-
-
-def lemmatize_step(fields: list[str], language: str) -> TextStep:
-    """Replace words by their lemmas (simplemma's bundled dictionaries)."""
-    import simplemma
-
-    if language not in simplemma.strategies.dictionaries.dictionary_factory.SUPPORTED_LANGUAGES:
-        raise TailorError(f"data.clean lemmatize.language: simplemma has no dictionary for {language!r}")
-    return TextStep("lemmatize", fields, _per_word(lambda w: simplemma.lemmatize(w, lang=language)))
+    return stemmer

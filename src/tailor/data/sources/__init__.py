@@ -3,35 +3,33 @@ fields, checks them, and tags every record with where it came from."""
 
 from __future__ import annotations
 
+import importlib
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from tailor.data.sources.files import expand, read_files
 from tailor.data.sources.records import SOURCE_INDEX_KEY, SOURCE_KEY, SPLIT_KEY, Reject
-from tailor.spec.data import Data, FilesSource, HFSource, SyntheticSource, WarcSource, WebSource
+from tailor.spec.data import SOURCES, Data, Fields, SyntheticSource
 
 DROP_KEY = "_drop"  # a generated record that cannot be used: counted and dropped, never silently lost
 
 __all__ = ["read_source", "source_files", "Reject", "SOURCE_KEY", "SPLIT_KEY", "SOURCE_INDEX_KEY", "DROP_KEY"]
 
 
-def _raw(source, i: int, data: Data, report: dict) -> Iterator[tuple[str, dict | Reject]]:
-    where = f"data.sources[{i}]"
-    mapping = getattr(source, "map", {})
-    if isinstance(source, FilesSource):
-        return read_files(source, [mapping.get(f, f) for f in data.fields.used], data.fields.output, where)
-    if isinstance(source, HFSource):
-        from tailor.data.sources.hf import read_hf
-        return read_hf(source, where)
-    if isinstance(source, WebSource):
-        from tailor.data.sources.web import read_web
-        return read_web(source, where, report["skipped"], report["failures"])
-    if isinstance(source, WarcSource):
-        from tailor.data.sources.warc import read_warc
-        return read_warc(source, where, report["skipped"])
-    from tailor.data.sources.synthetic import generate_with_model, render_templates
-    return render_templates(source, where) if source.templates else generate_with_model(source, data.fields.used, where)
+@dataclass
+class SourceContext:
+    """What a source's `read` gets besides its options: where it sits in the spec, the model's fields, and
+    the report's counters of what it skipped and why."""
+
+    where: str
+    fields: Fields
+    skipped: Counter
+    failures: list
+
+
+def _module(source):
+    return importlib.import_module(SOURCES[source.type].module)
 
 
 def read_source(source, i: int, data: Data, lenient: bool, report: dict) -> Iterator[dict | Reject]:
@@ -43,7 +41,8 @@ def read_source(source, i: int, data: Data, lenient: bool, report: dict) -> Iter
     fields = data.fields.used
     mapping = getattr(source, "map", {})
     synthetic = isinstance(source, SyntheticSource)
-    for loc, item in _raw(source, i, data, report):
+    context = SourceContext(f"data.sources[{i}]", data.fields, report["skipped"], report["failures"])
+    for loc, item in _module(source).read(source, context):
         if isinstance(item, Reject):
             yield item
             continue
@@ -78,11 +77,4 @@ def new_report(source, i: int) -> dict:
 
 def source_files(source, where: str) -> list[Path]:
     """Local files a source reads, for the data stage's content hash (a crawl is keyed by its spec only)."""
-    if isinstance(source, (FilesSource, WarcSource)):
-        return expand(source.paths, f"{where}.path")
-    if isinstance(source, HFSource) and Path(source.name).is_dir():
-        return sorted(p for p in Path(source.name).rglob("*") if p.is_file())
-    if isinstance(source, SyntheticSource):
-        from tailor.data.sources.synthetic import synthetic_files
-        return synthetic_files(source, where)
-    return []
+    return _module(source).files(source, where)

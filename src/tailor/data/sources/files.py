@@ -223,3 +223,13 @@ def read_files(source: FilesSource, columns: list[str], label_field: str | None,
     for path in expand(source.paths, key or f"{where}.path"):
         for line, record in readers[_format(path, source, where)](path):
             yield f"{path}:{line}", record
+
+
+def read(source: FilesSource, context) -> Iterator[tuple[str, dict | Reject]]:
+    """The registered reader: the model's fields (through the source's column map) from every file."""
+    mapping = source.map
+    return read_files(source, [mapping.get(f, f) for f in context.fields.used], context.fields.output, context.where)
+
+
+def files(source: FilesSource, where: str) -> list[Path]:
+    return expand(source.paths, f"{where}.path")

@@ -35,3 +35,13 @@ def read_hf(source: HFSource, where: str) -> Iterator[tuple[str, dict]]:
         if source.max_records is not None and i > source.max_records:
             break
         yield f"{source.name}[{source.hf_split}]:{i}", dict(row)
+
+
+def read(source: HFSource, context) -> Iterator[tuple[str, dict]]:
+    return read_hf(source, context.where)
+
+
+def files(source: HFSource, where: str) -> list[Path]:
+    """A local dataset folder's files (a hub dataset is keyed by its name and revision)."""
+    folder = Path(source.name)
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []

@@ -177,7 +177,7 @@ def generate_with_model(source: SyntheticSource, fields: list[str], where: str) 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tailor.models.presets import resolve_source
+    from tailor.presets import resolve_source
 
     seeds = _seeds(source, fields, where)
     folder, gguf = resolve_source(str(source.model))
@@ -208,7 +208,14 @@ def generate_with_model(source: SyntheticSource, fields: list[str], where: str) 
         yield f"{where}#{n}", {**record, "synthetic": True, "seed_examples": json.dumps(shown)}
 
 
-def synthetic_files(source: SyntheticSource, where: str) -> list[Path]:
+def read(source: SyntheticSource, context) -> Iterator[tuple[str, dict]]:
+    """Records rendered from templates, or written by a model imitating seed examples."""
+    if source.templates:
+        return render_templates(source, context.where)
+    return generate_with_model(source, context.fields.used, context.where)
+
+
+def files(source: SyntheticSource, where: str) -> list[Path]:
     """Files a synthetic source reads (for the stage's content hash)."""
     rows = [source.rows] if isinstance(source.rows, str) else source.rows or []
     keys = {"seeds": source.seeds if isinstance(source.seeds, str) else None,

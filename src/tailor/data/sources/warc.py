@@ -42,3 +42,11 @@ def read_warc(source: WarcSource, where: str, skipped: Counter) -> Iterator[tupl
                         return
             except ArchiveLoadFailed as e:
                 raise TailorError(f"{path}: not a readable WARC file ({e})") from None
+
+
+def read(source: WarcSource, context) -> Iterator[tuple[str, dict | Reject]]:
+    return read_warc(source, context.where, context.skipped)
+
+
+def files(source: WarcSource, where: str) -> list:
+    return expand(source.paths, f"{where}.path")

@@ -169,3 +169,11 @@ def read_web(source: WebSource, where: str, stats: Counter, failures: list) -> I
     finally:
         failures += crawler.failures
         crawler.client.close()
+
+
+def read(source: WebSource, context) -> Iterator[tuple[str, dict]]:
+    return read_web(source, context.where, context.skipped, context.failures)
+
+
+def files(source: WebSource, where: str) -> list:
+    return []  # a crawl is keyed by its spec only

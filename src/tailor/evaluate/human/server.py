@@ -12,7 +12,7 @@ from tailor.errors import TailorError
 from tailor.evaluate.human.results import study_results
 from tailor.evaluate.human.store import (LIKERT, Study, connect, from_shown, get_item, get_study, items, list_studies,
                                          next_item, save_ratings, shown_questions)
-from tailor.evaluate.page import document, esc, fmt_interval, table
+from tailor.page import document, esc, fmt_interval, table
 
 LABELS = {1: "1 poor", 2: "2", 3: "3", 4: "4", 5: "5 excellent"}
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from tailor.deploy.engine import GenRequest
+from tailor.inference.engine import GenRequest
 
 
 class Busy(Exception):

@@ -34,7 +34,7 @@ class ClassifierBackend:
 
     def __init__(self, folder: Path, device: str = "cpu"):
         from tailor.models import context_length, head_of, labels_of, load_model
-        from tailor.train.label_batches import InputEncoder
+        from tailor.tokenizer.inputs import InputEncoder
 
         self.folder = Path(folder)
         self.format = PromptFormat(self.folder)  # the card and tokenizer; tokens_of feeds the drift monitor
@@ -87,7 +87,7 @@ class ClassifierBackend:
 
     def check_correction(self, correction: str, text: str) -> None:
         """A correction that retraining can learn from: a known label, a number, or one known label per word."""
-        from tailor.train.label_batches import as_list
+        from tailor.labels import as_list
 
         known = set(self.labels)
         if self.output == "score":

@@ -7,22 +7,25 @@ import json
 import math
 from pathlib import Path
 
-from tailor.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tailor.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
 from tailor.data.report import data_section as data_quality_section
-from tailor.evaluate.page import document, esc, img, png, pyplot, table
+from tailor.page import document, esc, img, png, pyplot, table
 from tailor.evaluate.predictions import by_split, read_predictions
 from tailor.evaluate.sections import (ablation_plot, ablation_section, answers_section, errors_section,
                                       metrics_section, targets_section)
-from tailor.spec import Spec, dump_spec
+from tailor.spec import Spec, dump_spec, spec_hash
+from tailor.spec.problem import Target
+from tailor.stage import Stage
 
 
-def judge_targets(spec: Spec, metrics: dict[str, float], intervals: dict[str, list[float]] | None = None) -> list[dict]:
+def judge_targets(targets: list[Target], metrics: dict[str, float],
+                  intervals: dict[str, list[float]] | None = None) -> list[dict]:
     """Each target with the measured value, its interval and whether it is met (a missing value is not met).
 
     certainty says whether the whole interval lies on the same side of the bound as the value.
     """
     out = []
-    for t in spec.problem.targets:
+    for t in targets:
         value, bounds = metrics.get(t.key), (intervals or {}).get(t.key)
         certainty = "no interval"
         if value is not None and bounds and all(math.isfinite(b) for b in bounds):
@@ -57,18 +60,18 @@ def loss_plot(rows: list[dict]) -> bytes | None:
     return png(fig)
 
 
-def training_section(run_dir: Path, out_dir: Path) -> str:
-    train = json.loads((run_dir / "train" / "summary.json").read_text())
-    model = json.loads((run_dir / "model" / "report.json").read_text())
+def training_section(train_dir: Path, model_dir: Path, project: Path, out_dir: Path) -> str:
+    train = json.loads((train_dir / "summary.json").read_text())
+    model = json.loads((model_dir / "report.json").read_text())
     out = "<h2>Training</h2>"
-    data = loss_plot(read_jsonl(run_dir / "train" / "metrics.jsonl"))
+    data = loss_plot(read_jsonl(train_dir / "metrics.jsonl"))
     if data:
         atomic_write_bytes(out_dir / "plots" / "loss.png", data)
         out += img(data, "loss curves")
-    for curve in sorted((run_dir / "train" / "plots").glob("*.png")):  # every other curve the training logged
+    for curve in sorted((train_dir / "plots").glob("*.png")):  # every other curve the training logged
         if curve.stem != "loss":
             out += img(curve.read_bytes(), f"{curve.stem} curve")
-    tuning = run_dir.parent / "tune" / "report.html"
+    tuning = tuning_report(project)
     if tuning.is_file():  # the study `tailor tune` ran for this spec: its trials table and plot
         body = tuning.read_text(encoding="utf-8")
         out += "<h3>Tuning</h3>" + body[body.index("<p>"):body.rindex("</body>")]
@@ -77,20 +80,28 @@ def training_section(run_dir: Path, out_dir: Path) -> str:
                          model["parameters"]]])
 
 
-def data_section(run_dir: Path) -> str:
+def data_section(data_dir: Path, tokenizer_dir: Path, model_dir: Path) -> str:
     """The data stage's section (tailor.data.report), then the tokenizer and context the later stages chose."""
-    tok = json.loads((run_dir / "tokenizer" / "report.json").read_text())
-    model = json.loads((run_dir / "model" / "report.json").read_text())
-    return data_quality_section(run_dir / "data") + (
+    tok = json.loads((tokenizer_dir / "report.json").read_text())
+    model = json.loads((model_dir / "report.json").read_text())
+    return data_quality_section(data_dir) + (
         f"<p>Tokenizer: {tok['type']}, vocabulary {tok['vocab_size']}, {tok['bytes_per_token']} bytes per "
         f"token. Context: {model['block_size']} tokens.</p>")
 
 
-def ablation_part(spec: Spec, run_dir: Path, out_dir: Path) -> str:
-    """The ablation section when `tailor ablate` has results for exactly this spec."""
-    from tailor.evaluate.ablation import results_path
+def results_path(project: Path, spec: Spec) -> Path:
+    """Where `tailor ablate` writes the ablation results of exactly this spec."""
+    return Path(project) / "ablations" / f"ablation-{spec_hash(spec)}.json"
 
-    path = results_path(run_dir.parent, spec)
+
+def tuning_report(project: Path) -> Path:
+    """The report `tailor tune` writes for this spec's runs."""
+    return project / "tune" / "report.html"
+
+
+def ablation_part(spec: Spec, project: Path, out_dir: Path) -> str:
+    """The ablation section when `tailor ablate` has results for exactly this spec."""
+    path = results_path(project, spec)
     if not spec.evaluate.ablation.variants:
         return ""
     if not path.is_file():
@@ -102,26 +113,36 @@ def ablation_part(spec: Spec, run_dir: Path, out_dir: Path) -> str:
     return ablation_section(result, plot)
 
 
-def run_report(spec: Spec, run_dir: Path, out_dir: Path) -> dict:
-    """Write report.html, plots/ and targets.json into out_dir; publish report.html and metrics.json at the run root."""
-    ev = run_dir / "evaluate"
+def run_report(out: Path, *, spec: Spec, project: Path, data_dir: Path, tokenizer_dir: Path, model_dir: Path,
+               train_dir: Path, evaluate_dir: Path, progress=None) -> dict:
+    """Write report.html, plots/, targets.json and metrics.json into `out` (the runner publishes report.html and
+    metrics.json at the run root). It shows the whole resolved spec, so it reads all of it."""
+    out_dir, ev = Path(out), evaluate_dir
     results = json.loads((ev / "results.json").read_text())
     metrics = results["metrics"]
-    targets = judge_targets(spec, metrics, results["intervals"])
+    targets = judge_targets(spec.problem.targets, metrics, results["intervals"])
     errors = json.loads((ev / "errors.json").read_text())
-    groups = by_split(read_predictions(run_dir))
+    groups = by_split(read_predictions(ev))
     sample_split = errors.get("split") or next(iter(groups), None)
     parts = [f"<h1>{esc(spec.name)}</h1>",
              f"<p><b>Domain:</b> {esc(spec.problem.domain)}<br><b>Task:</b> {esc(spec.problem.task)}"
-             f"<br><b>Output:</b> {spec.problem.output}<br><b>Run:</b> {esc(run_dir.name)}</p>",
-             targets_section(targets), metrics_section(results), training_section(run_dir, out_dir),
-             data_section(run_dir),
+             f"<br><b>Output:</b> {spec.problem.output}<br><b>Run:</b> {esc(ev.parent.name)}</p>",
+             targets_section(targets), metrics_section(results),
+             training_section(train_dir, model_dir, project, out_dir), data_section(data_dir, tokenizer_dir, model_dir),
              answers_section(groups.get(sample_split, []), sample_split) if sample_split else "",
-             errors_section(errors), ablation_part(spec, run_dir, out_dir),
+             errors_section(errors), ablation_part(spec, project, out_dir),
              f"<h2>Spec (resolved)</h2><pre>{esc(dump_spec(spec))}</pre>"]
     page = document(f"{spec.name} report", parts)
     atomic_write_text(out_dir / "report.html", page)
     atomic_write_json(out_dir / "targets.json", targets)
-    atomic_write_text(run_dir / "report.html", page)
-    atomic_write_json(run_dir / "metrics.json", metrics)
+    atomic_write_json(out_dir / "metrics.json", metrics)
     return {"targets_met": sum(t["met"] for t in targets), "targets": len(targets)}
+
+
+def report_files(project: Path, spec: Spec) -> dict[str, str | None]:
+    """What the report reads beside the runs: this spec's ablation results and the tuning report."""
+    return {str(p): sha256_file(p) if p.is_file() else None for p in (results_path(project, spec), tuning_report(project))}
+
+
+STAGE = Stage("report", run=run_report, upstream=("data", "tokenizer", "model", "train", "evaluate"),
+              reads={"spec": ""}, files=report_files, project=True, publish=("report.html", "metrics.json"))

@@ -1,7 +1,7 @@
 """The model side of batched decoding: prefill a batch of prompts, step it one token at a time, and
 drop or add rows between steps. One backend per family: our Transformer and a transformers causal
 LM (a key/value cache), our recurrent networks (a recurrent state); task-head models classify
-(tailor.deploy.classifier).
+(tailor.inference.classifier).
 
 Every backend has a `name`, `block_size`, `eos_ids`, `generates`, a `format` (the text side:
 `encode_prompt`, `encode_chat`, `decode`, `tokens_of`; a Tailor-trained model's PromptFormat, else
@@ -111,7 +111,7 @@ class TailorBackend:
         ids, mask = _left_pad(rows, self.pad_id)
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        caches: list[dict] = [{} for _ in self.model.h]
+        caches: list[dict] = self.model.new_caches()
         logits, _ = self.model(ids, caches=caches, positions=positions, attention_mask=mask)
         state = KVState([[c["k"], c["v"]] for c in caches], mask, positions[:, -1] + 1)
         return state, logits[:, -1, :]
@@ -255,7 +255,8 @@ def refuse_pickles(folder: Path) -> None:
 
 def load_backend(folder: Path, device: str = "cpu"):
     """The backend for any model folder a run produces: a language model of each family, or a task head."""
-    from tailor.models import FAMILIES, MODEL_TYPE
+    from tailor.models import FAMILIES
+    from tailor.models.family import CachedDecoder, StatefulDecoder
     from tailor.models.pretrained import head_from_config
 
     folder = Path(folder)
@@ -264,11 +265,12 @@ def load_backend(folder: Path, device: str = "cpu"):
     ours = config.get("model_type") in FAMILIES
     head = config.get("head", "causal_lm") if ours else head_from_config(config)
     if head != "causal_lm":
-        from tailor.deploy.classifier import ClassifierBackend
+        from tailor.inference.classifier import ClassifierBackend
 
         return ClassifierBackend(folder, device)
-    if config.get("model_type") == MODEL_TYPE:
+    family = FAMILIES[config["model_type"]][0] if ours else None
+    if family is not None and issubclass(family, CachedDecoder):
         return TailorBackend(folder, device)
-    if config.get("model_type") == "tailor-recurrent":
+    if family is not None and issubclass(family, StatefulDecoder):
         return RecurrentBackend(folder, device)
     return HFBackend(folder, device)

@@ -86,7 +86,7 @@ def exists(path: Path) -> bool:
 
 def encrypt_tree(root: Path) -> list[Path]:
     """Encrypt every weight, tokenizer and data file under root (a file or a folder); manifests are rewritten."""
-    from tailor.deploy.manifest import MANIFEST, write_manifest
+    from tailor.manifest import MANIFEST, write_manifest
 
     root = Path(root)
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())

@@ -22,16 +22,8 @@ from pydantic import ValidationError
 from tailor.artifacts import atomic_write_json, atomic_write_text
 from tailor.errors import TailorError
 from tailor.spec import Spec, dump_spec
+from tailor.spec.metrics import loop_keys
 from tailor.spec.train import Tune
-
-LOOP_METRICS = ("validation/loss", "validation/perplexity", "validation/accuracy")
-
-
-def direction(cfg: Tune) -> str:
-    if cfg.direction != "auto":
-        return cfg.direction
-    return "maximize" if cfg.metric.endswith(("accuracy", "exact_match", "f1", "bleu", "rouge")) else "minimize"
-
 
 def _get(tree: dict, dotted: str):
     node = tree
@@ -120,7 +112,7 @@ def make_study(spec: Spec, runs_dir: Path):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.create_study(study_name=cfg.study or spec.name, storage=storage_url(cfg, runs_dir, spec.name),
-                                    sampler=sampler, pruner=pruner, direction=direction(cfg), load_if_exists=True)
+                                    sampler=sampler, pruner=pruner, direction=cfg.goal, load_if_exists=True)
     except Exception as e:  # a storage URL that does not answer: say which
         raise TailorError(f"tune.storage: cannot open {cfg.storage or 'the SQLite study'}: {e}") from None
     if not study.trials and cfg.method != "grid":
@@ -144,7 +136,7 @@ def objective_for(spec: Spec, runs_dir: Path, dims: dict, console):
     from tailor.train.loop import VALIDATION_HOOK
 
     cfg: Tune = spec.tune
-    in_loop = cfg.metric in LOOP_METRICS
+    in_loop = cfg.metric in loop_keys()
     metric = cfg.metric.split("/", 1)[1]
 
     def objective(trial) -> float:
@@ -166,7 +158,7 @@ def objective_for(spec: Spec, runs_dir: Path, dims: dict, console):
         if in_loop:
             rows = [json.loads(x) for x in (run_dir / "train" / "metrics.jsonl").read_text().splitlines()]
             seen = [r[metric] for r in rows if r["split"] == "validation" and metric in r]
-            return max(seen) if direction(cfg) == "maximize" else min(seen)
+            return max(seen) if cfg.goal == "maximize" else min(seen)
         metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
         if cfg.metric not in metrics:
             raise TailorError(f"tune.metric: {cfg.metric!r} was not measured; measured: {', '.join(sorted(metrics))}")
@@ -217,7 +209,7 @@ def write_results(spec: Spec, study, out: Path, optuna) -> dict:
         raise TailorError("tune: no trial finished; see the errors above")
     best = study.best_trial
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "trials.json", {"metric": spec.tune.metric, "direction": direction(spec.tune),
+    atomic_write_json(out / "trials.json", {"metric": spec.tune.metric, "direction": spec.tune.goal,
                                             "best": best.number, "trials": trials})
     best_spec = with_values(spec, best.params)
     atomic_write_text(out / "best.yaml", f"# best of {len(trials)} trials: {spec.tune.metric} = {best.value:.6g}\n"
@@ -233,7 +225,7 @@ def trials_plot(study, metric: str) -> bytes:
     """PNG: each trial's validation curve (pruned ones dashed) and the final values by trial."""
     from optuna.trial import TrialState
 
-    from tailor.evaluate.page import png, pyplot
+    from tailor.page import png, pyplot
 
     fig, (curves, finals) = pyplot().subplots(1, 2, figsize=(10, 3.5), dpi=110)
     for t in study.trials:
@@ -258,7 +250,7 @@ def trials_plot(study, metric: str) -> bytes:
 
 def trials_html(spec: Spec, trials: list[dict], best: int, plot: bytes) -> str:
     """A self-contained page: the trials table (the best trial first in bold) and the plot."""
-    from tailor.evaluate.page import document, esc, img, table
+    from tailor.page import document, esc, img, table
 
     keys = list(spec.tune.space)
     rows = [[f"{t['number']} (best)" if t["number"] == best else t["number"], t["state"], t["value"],

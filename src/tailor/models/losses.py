@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from tailor.errors import TailorError
+from tailor.labels import IGNORE
 
-IGNORE = -100
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from tailor.errors import TailorError
 
 
@@ -85,36 +83,40 @@ class Completion:
 
 
 class Generator:
-    """A trained model ready to answer: formats prompts the way it was trained."""
+    """A trained model ready to answer: formats prompts the way it was trained.
+
+    Answers are decoded by the serving engine (tailor.inference.engine), as `tailor serve` and the
+    evaluate stage decode them: one decoding path. `model` (for scoring) loads on first use.
+    """
 
     def __init__(self, path: str | Path, device: str = "cpu"):
-        from tailor.models import load_model
-
         self.folder = resolve_model_dir(path)
         self.format = PromptFormat(self.folder)
         self.card, self.codec = self.format.card, self.format.codec
-        self.model = load_model(self.folder, device).eval()
         self.device = device
+        self._model = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            from tailor.models import load_model
+
+            self._model = load_model(self.folder, self.device).eval()
+        return self._model
 
     def encode_prompt(self, prompt: str) -> list[int]:
         return self.format.encode_prompt(prompt)
 
-    @torch.no_grad()
     def complete(self, prompt: str, max_new_tokens: int = 32, temperature: float = 0.0, top_p: float = 1.0,
                  seed: int | None = None, stop: list[str] | None = None) -> Completion:
-        start = time.perf_counter()
-        from tailor.models import context_length, generate_ids
+        """One completion through the serving engine in process (no warm-up, nothing else in flight).
 
-        ids = self.encode_prompt(prompt)
-        limit = context_length(self.model)
-        if len(ids) >= limit:
-            raise TailorError(f"the prompt is {len(ids)} tokens; this model reads at most {limit - 1}")
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        out = generate_ids(self.model, torch.tensor([ids], device=self.device), max_new_tokens, temperature, top_p,
-                           stop_ids=self.format.eos_ids, generator=generator)[0, len(ids):].tolist()
-        finish = "stop" if out and out[-1] in self.format.eos_ids else "length"
-        text = self.format.decode(out)
-        for s in stop or []:
-            if s and s in text:
-                text, finish = text[: text.index(s)], "stop"
-        return Completion(text, len(ids), len(out), finish, time.perf_counter() - start)
+        The folder is the one the caller named, loaded as safetensors only; the server and the evaluate
+        stage also verify it against its manifest."""
+        from tailor.inference.local import answer_in_process
+
+        start = time.perf_counter()
+        (answer,), _ = answer_in_process(self.folder, [prompt], max_new_tokens, temperature, top_p, seed, warmup=0,
+                                         device=self.device, stop=stop, verify=False)
+        return Completion(answer.text, answer.prompt_tokens, answer.completion_tokens, answer.finish_reason,
+                          time.perf_counter() - start)

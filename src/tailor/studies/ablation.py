@@ -20,20 +20,14 @@ from tailor.artifacts import atomic_write_bytes, atomic_write_json, atomic_write
 from tailor.errors import TailorError
 from tailor.evaluate.bootstrap import difference
 from tailor.evaluate.metrics import metric_columns
-from tailor.evaluate.page import document
+from tailor.page import document
 from tailor.evaluate.predictions import METRICS, read_predictions
 from tailor.evaluate.sections import ablation_plot, ablation_section
+from tailor.report import results_path
 from tailor.spec import Spec
 from tailor.spec.evaluate import Ablation, variant_name
 
 OFF = (False, None, "off")
-
-
-def results_path(project: Path, spec: Spec) -> Path:
-    """Where the ablation results of exactly this spec are written."""
-    from tailor.run import spec_hash
-
-    return Path(project) / "ablations" / f"ablation-{spec_hash(spec)}.json"
 
 
 def _descend(node: Any, part: str, where: str) -> Any:

@@ -3,7 +3,7 @@
 The evaluate stage answers its questions here, so `p50_latency_ms`/`p95_latency_ms` measure what a
 user of the server sees without the network: the model loaded as the server loads it, the
 request formatted, queued, batched with whatever else is in flight, decoded and detokenized by the
-same engine and code path (`tailor.deploy.generation.complete`), with `concurrency` requests in
+same engine and code path (`tailor.inference.generation.complete`), with `concurrency` requests in
 flight at once (1: one at a time).
 """
 
@@ -34,19 +34,21 @@ class Answer:
 def answer_in_process(folder: Path, prompts: list[str], max_new_tokens: int, temperature: float = 0.0,
                       top_p: float = 1.0, seed: int | None = None, concurrency: int = 1, max_batch: int = 16,
                       max_queue: int = 64, warmup: int = 2, device: str = "cpu",
-                      on_answer: Callable[[], None] | None = None) -> tuple[list[Answer], dict]:
+                      on_answer: Callable[[], None] | None = None,
+                      stop: list[str] | None = None, verify: bool = True) -> tuple[list[Answer], dict]:
     """Answer every prompt through a serving engine of the model folder; (answers, the settings measured with)."""
-    from tailor.deploy.generation import Params, complete
-    from tailor.deploy.host import ModelHost
+    from tailor.inference.generation import Params, complete
+    from tailor.inference.served import OneModel, load_engine
 
     if concurrency > max_batch + max_queue:
         raise TailorError(f"evaluate.latency.concurrency ({concurrency}) is more than the server takes at once "
                           f"(deploy.serve.limits max_batch + max_queue = {max_batch + max_queue}): it would answer 429")
-    host = ModelHost(str(folder), None, max_batch, max_queue, device)
+    host = OneModel(load_engine(Path(folder), Path(folder).name, max_batch, max_queue, device, verify))
     backend = host.engine.backend
     if not backend.generates:
         host.stop()
-        raise TailorError(f"{folder}: a {backend.output} model does not generate answers")
+        raise TailorError(f"{folder}: a {backend.output} model predicts labels or scores for a text and does not "
+                          "generate; POST /v1/classify serves it, and its evaluation is in evaluate/predictions.parquet")
 
     async def one(text: str) -> Answer:
         start = time.perf_counter()
@@ -55,7 +57,7 @@ def answer_in_process(folder: Path, prompts: list[str], max_new_tokens: int, tem
         if room < 1:
             raise TailorError(f"the prompt {text[:60]!r} is {len(ids)} tokens; this model reads at most "
                               f"{backend.block_size - 1}")
-        r = await complete(host, ids, Params(min(max_new_tokens, room), temperature, top_p, seed), TIMEOUT)
+        r = await complete(host, ids, Params(min(max_new_tokens, room), temperature, top_p, seed, list(stop or [])), TIMEOUT)
         return Answer(r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens,
                       (time.perf_counter() - start) * 1000)
 
@@ -77,7 +79,8 @@ def answer_in_process(folder: Path, prompts: list[str], max_new_tokens: int, tem
         answers = asyncio.run(run_all())
     finally:
         host.stop()
-    settings = {"measured": "through the serving engine in process (tailor.deploy: its batching and decoding; no HTTP)",
+    settings = {"measured": "through the serving engine in process (tailor.inference: the server's batching and "
+                            "decoding; no HTTP)",
                 "concurrency": concurrency, "max_batch": max_batch, "max_queue": max_queue, "warmup_requests": warmup,
                 "requests": len(prompts), "device": device, "torch_threads": torch.get_num_threads()}
     return answers, settings

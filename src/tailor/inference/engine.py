@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from tailor.models.transformer import sample_next
+from tailor.sampling import sample_next
 
 MIN_TEMPERATURE = 1e-4  # below this, dividing logits by the temperature overflows: decode greedily
 
