@@ -24,11 +24,14 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running(app) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on a free port in a thread; yields its URL."""
+    """Serve an app with uvicorn on a free port in a thread, as `tailor serve` runs it (timeouts, connection
+    cap); yields its URL."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
-                                           lifespan="on"))
+    from tailor.deploy.connections import uvicorn_config
+
+    server = uvicorn.Server(uvicorn_config(app, app.state.tailor.serve, host="127.0.0.1", port=free_port(),
+                                           log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -62,6 +65,35 @@ def cli_server(args: list[str], url_scheme: str = "http", verify=True, env=None)
                 raise AssertionError(proc.stdout.read().decode())
             time.sleep(0.2)
         yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextlib.contextmanager
+def served_apart(model: Path, serve, home: Path) -> Iterator[str]:
+    """`tailor.deploy.server.serve` (the command's own entry point) in a process of its own, with `serve`'s
+    settings on a free port; yields its URL. Clients in the test process then share no GIL with it."""
+    cfg = serve.model_copy(update={"host": "127.0.0.1", "port": free_port()})
+    code = ("import sys; from pathlib import Path; from tailor.deploy.server import serve; "
+            "from tailor.spec.deploy import Monitor, Serve; "
+            "serve(sys.argv[1], Serve.model_validate_json(sys.argv[2]), Monitor(), Path(sys.argv[3]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(model), cfg.model_dump_json(), str(home)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{cfg.port}"
+    deadline = time.time() + 60
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise AssertionError(proc.stderr.read().decode())
+            time.sleep(0.2)
+        yield url
     finally:
         proc.terminate()
         proc.wait(10)

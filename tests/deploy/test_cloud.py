@@ -17,7 +17,8 @@ from tailor.spec.deploy import Serve
 from .conftest import running
 
 
-def test_sagemaker_ping_and_invocations(chatty_model, tmp_path):
+def test_sagemaker_ping_and_invocations(chatty_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "8080")
     expected = [Generator(chatty_model).complete(p, 6).text for p in ("item 1 colour?", "x")]
     with running(create_app(chatty_model, Serve(platform="sagemaker"), home=tmp_path)) as url:
         assert httpx.get(f"{url}/ping").json()["status"] == "ok"
@@ -44,7 +45,8 @@ def test_vertex_routes_and_port_come_from_the_environment(chatty_model, tmp_path
         assert res.json()["predictions"][0]["generated_text"] == expected
 
 
-def test_azure_scoring_route(chatty_model, tmp_path):
+def test_azure_scoring_route(chatty_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(chatty_model))
     with running(create_app(chatty_model, Serve(platform="azure"), home=tmp_path)) as url:
         assert httpx.get(f"{url}/").status_code == 200 and httpx.get(f"{url}/ready").status_code == 200
         res = httpx.post(f"{url}/score", json={"inputs": "x", "parameters": {"max_new_tokens": 3}})

@@ -105,3 +105,24 @@ def test_an_empty_prompt_starts_from_end_of_text(finished_run):
     backend = TailorBackend(run_dir / "train" / "model")
     backend.format.card = {**backend.format.card, "format": "text"}
     assert backend.format.encode_prompt("") == [backend.format.codec.eos_id]
+
+
+def test_requests_being_prefilled_still_hold_their_places():
+    """While the engine prefills what it took from the queue, those requests count against the bound."""
+    torch.manual_seed(0)
+    backend = ModelBackend(Transformer(TransformerConfig(vocab_size=100, block_size=32, n_layer=1, n_head=2, n_embd=16)))
+    prefill, entered = backend.prefill, threading.Event()
+
+    def slow_prefill(rows):
+        entered.set()
+        time.sleep(0.5)
+        return prefill(rows)
+
+    backend.prefill = slow_prefill
+    engine = Engine(backend, max_batch=1, max_queue=0)
+    first = GenRequest([1, 2, 3], 2, lambda kind, v: None)
+    assert engine.submit(first) == "ok"
+    assert entered.wait(5) and engine.queue_depth == 0 and engine.running == 0  # taken, being prefilled
+    assert engine.submit(GenRequest([4, 5], 2, lambda kind, v: None)) == "full"
+    first.cancelled = True
+    engine.drain(10)

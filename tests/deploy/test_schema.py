@@ -11,10 +11,11 @@ from tailor.spec.deploy import Serve
 from .conftest import running
 
 
-def test_generated_requests_never_get_a_server_error(chatty_model, home, keys):
-    serve = Serve(platform="sagemaker")  # the platform routes are part of the schema too
+def test_generated_requests_never_get_a_server_error(chatty_model, home, keys, monkeypatch):
+    monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "8080")
+    serve = Serve(platform="sagemaker", docs=True)  # the platform routes are part of the schema too
     with running(create_app(chatty_model, serve, home=home)) as url:
-        schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+        schema = schemathesis.openapi.from_url(f"{url}/openapi.json", headers={"Authorization": f"Bearer {keys['infer']}"})
         operations = [result.ok() for result in schema.get_all_operations()]
         assert {op.path for op in operations} >= {"/v1/completions", "/v1/chat/completions", "/v1/feedback",
                                                   "/invocations", "/metrics", "/health"}

@@ -46,6 +46,9 @@ def serve(
     host: str = typer.Option(None, help="Address to listen on (default: deploy.serve.host, 127.0.0.1)."),
     port: int = typer.Option(None, help="Port (default: deploy.serve.port, 8000; the platform's port with --platform)."),
     platform: str = typer.Option(None, help="Cloud container contract: sagemaker, vertex or azure."),
+    allow_outside_platform: bool = typer.Option(False, "--allow-outside-platform",
+                                                help="Serve --platform's keyless routes where the platform's "
+                                                     "environment is missing (rate-limited per address)."),
     tls_cert: Path = typer.Option(None, help="PEM certificate: serve HTTPS only."),
     tls_key: Path = typer.Option(None, help="PEM private key of the certificate."),
     device: str = typer.Option("auto", help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps."),
@@ -57,7 +60,7 @@ def serve(
 
     deploy = _deploy_spec(model, spec)
     flags = {"platform": platform, "tls_cert": str(tls_cert) if tls_cert else None,
-             "tls_key": str(tls_key) if tls_key else None}
+             "tls_key": str(tls_key) if tls_key else None, "allow_outside_platform": allow_outside_platform}
     try:
         cfg = type(deploy.serve).model_validate(deploy.serve.model_dump() | {k: v for k, v in flags.items() if v})
     except ValidationError as e:

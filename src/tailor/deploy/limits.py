@@ -1,7 +1,8 @@
-"""Request limits that protect the server: body size (413) and per-key request rates (429)."""
+"""Request limits that protect the server: body size (413), body time (408) and per-key request rates (429)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -31,10 +32,15 @@ class RateLimiter:
 
 
 class BodyLimit:
-    """ASGI middleware: a body over `max_bytes` is answered 413 before it is read whole."""
+    """ASGI middleware: a body over `max_bytes` is answered 413 before it is read whole, and one that has not
+    arrived whole `deadline` seconds after its headers is answered 408; both close the connection.
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    uvicorn has no body timeout of its own: without this, a client sending a byte a second (with or
+    without a key, since keys are checked after the body is read) would hold its connection for ever.
+    """
+
+    def __init__(self, app, max_bytes: int, deadline: float = 30.0):
+        self.app, self.max_bytes, self.deadline = app, max_bytes, deadline
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -42,29 +48,41 @@ class BodyLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._refuse(send)
+            return await _refuse(send, 413, f"the request body is larger than {self.max_bytes} bytes")
         # read the body here, at most max_bytes of it, then hand the app the same messages
-        messages, seen = [], 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                return await self._refuse(send)
-            if not message.get("more_body", False):
-                break
+        messages: list[dict] = []
+        try:
+            async with asyncio.timeout(self.deadline):
+                too_big = await self._read(receive, messages)
+        except TimeoutError:
+            return await _refuse(send, 408, f"the request body did not arrive within {self.deadline:g}s")
+        if too_big:
+            return await _refuse(send, 413, f"the request body is larger than {self.max_bytes} bytes")
 
         async def replay():
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send) -> None:
-        body = json.dumps({"error": {"message": f"the request body is larger than {self.max_bytes} bytes",
-                                     "type": "invalid_request_error", "code": "payload_too_large"}}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+    async def _read(self, receive, messages: list[dict]) -> bool:
+        """Collect the body's messages; True as soon as it passes max_bytes."""
+        seen = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return False
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                return True
+            if not message.get("more_body", False):
+                return False
 
+
+async def _refuse(send, status: int, message: str) -> None:
+    code = {413: "payload_too_large", 408: "request_timeout"}[status]
+    body = json.dumps({"error": {"message": message, "type": "invalid_request_error", "code": code}}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})  # the rest of the body is never read: end the connection
+    await send({"type": "http.response.body", "body": body})

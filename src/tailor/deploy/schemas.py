@@ -3,9 +3,27 @@ clients send them freely) and of the feedback route."""
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(value):
+    """A JSON string may carry a lone surrogate ("\\ud800"), which no tokenizer can read: refused here (422)."""
+    for i, text in enumerate([value] if isinstance(value, str) else value or []):
+        if _SURROGATE.search(text):
+            where = "" if isinstance(value, str) else f"item {i} "
+            raise ValueError(f"{where}contains a lone UTF-16 surrogate (U+D800..U+DFFF), which is not text; send "
+                             "valid Unicode")
+    return value
+
+
+# every string a request hands to a tokenizer or stores goes through one of these
+Text = Annotated[str, AfterValidator(_encodable)]
+Texts = Annotated[str | list[str], AfterValidator(_encodable)]
 
 
 class _Sampling(BaseModel):
@@ -16,7 +34,7 @@ class _Sampling(BaseModel):
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
-    stop: str | list[str] | None = Field(None, description="up to 4 strings; the answer ends before the first")
+    stop: Annotated[str | list[str] | None, AfterValidator(_encodable)] = Field(None, description="up to 4 strings; the answer ends before the first")
     stream: bool = False
     n: int = Field(1, ge=1, le=1, description="one choice per prompt")
 
@@ -33,7 +51,7 @@ class _Sampling(BaseModel):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str] = Field(description="a prompt, or several (one choice each)")
+    prompt: Texts = Field(description="a prompt, or several (one choice each)")
     max_tokens: int | None = Field(16, ge=1, le=1_000_000)
 
     @property
@@ -53,7 +71,7 @@ class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "user", "assistant", "developer", "tool"]
-    content: str
+    content: Text
 
 
 class ChatRequest(_Sampling):
@@ -69,7 +87,7 @@ class ClassifyRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
-    input: str | list[str] = Field(description="a text, or a list of 1 to 64 texts (token labels: words split on "
+    input: Texts = Field(description="a text, or a list of 1 to 64 texts (token labels: words split on "
                                                "whitespace)")
     top_k: int = Field(1, ge=1, le=100, description="labels listed per text (per word for token labels), most "
                                                     "probable first")
@@ -88,10 +106,10 @@ class ClassifyRequest(BaseModel):
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    request_id: str = Field(min_length=1, max_length=100, description="the id of a completion this server gave")
+    request_id: Text = Field(min_length=1, max_length=100, description="the id of a completion this server gave")
     correct: bool | None = Field(None, description="was the answer right")
     rating: float | None = Field(None, ge=0, le=5)
-    correction: str | None = Field(None, max_length=20_000, description="the answer it should have given")
+    correction: Text | None = Field(None, max_length=20_000, description="the answer it should have given")
 
     @model_validator(mode="after")
     def _something(self):

@@ -47,6 +47,7 @@ class Engine:
         self._waiting: collections.deque[GenRequest] = collections.deque()
         self._cond = threading.Condition()
         self._running: list[GenRequest] = []
+        self._admitted = 0  # taken from the queue, not yet running (being prefilled): they hold places too
         self._state = None  # the running rows' cache or recurrent state (a backend's state type)
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=f"engine-{version or 'model'}", daemon=True)
@@ -65,7 +66,7 @@ class Engine:
         with self._cond:
             if self._stopping:
                 return "stopped"
-            if len(self._waiting) + len(self._running) >= self.max_batch + self.max_queue:
+            if len(self._waiting) + self._admitted + len(self._running) >= self.max_batch + self.max_queue:
                 return "full"  # every batch slot and every queue place is taken
             if req.temperature >= MIN_TEMPERATURE:
                 req.generator = torch.Generator().manual_seed(req.seed if req.seed is not None else
@@ -94,6 +95,7 @@ class Engine:
                     req.emit("done", "cancelled")
                 else:
                     new.append(req)
+            self._admitted = len(new)
             return new
 
     def _loop(self) -> None:
@@ -109,6 +111,9 @@ class Engine:
                 for req in self._running + new:
                     req.emit("error", f"{type(e).__name__}: {e}")
                 self._running, self._state = [], None
+            finally:
+                with self._cond:
+                    self._admitted = 0
 
     def _step(self, new: list[GenRequest]) -> None:
         if not self.backend.generates:
@@ -122,6 +127,7 @@ class Engine:
             state, logits = self.backend.prefill([r.ids for r in new])
             self._state = state if self._state is None else self._state.merge(state)
             self._running += new
+            self._admitted = 0
             parts.append(logits)
         logits = torch.cat(parts) if len(parts) > 1 else parts[0]
         next_ids = self._sample(logits)

@@ -23,6 +23,10 @@ class TimedOut(Exception):
     """The request was not answered within the limit (504)."""
 
 
+class EngineFailed(Exception):
+    """The engine failed on the batch that held this request (500)."""
+
+
 @dataclass
 class Params:
     max_tokens: int
@@ -55,66 +59,105 @@ async def _submit(host, req: GenRequest):
     return engine
 
 
+class Decoding:
+    """One prompt the engine has taken (made by `start`, which raises Busy first); its text comes from `deltas`."""
+
+    def __init__(self, ids: list[int], params: Params, result: Result, stream: bool):
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.started = time.perf_counter()
+        self.stops = [s for s in params.stop if s]
+        self.every_token = stream or bool(self.stops)  # else only the first token (for TTFT) and the end matter
+        self.result = result
+        self.req = GenRequest(ids, params.max_tokens, self._emit, params.temperature, params.top_p, params.seed)
+        self.backend = None
+
+    def _emit(self, kind: str, value) -> None:  # runs in the engine thread: wake the event loop only when needed
+        if kind != "token" or self.every_token or len(self.req.out) == 1:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, value))
+
+    def cancel(self) -> None:
+        """Free the batch slot (timeout, client gone, a sibling refused): the engine drops the row."""
+        if self.result.finish_reason is None:
+            self.req.cancelled = True
+
+    async def _next(self, deadline: float) -> tuple[str, object]:
+        try:
+            return await asyncio.wait_for(self.queue.get(), max(deadline - time.monotonic(), 0.001))
+        except TimeoutError:
+            raise TimedOut from None
+
+    async def deltas(self, deadline: float) -> AsyncIterator[str]:
+        """Text deltas as the model makes them (only at the end when not streaming), until `deadline`
+        (time.monotonic()); TimedOut after it. The result holds the totals."""
+        result, req = self.result, self.req
+        holdback = max((len(s) for s in self.stops), default=1) - 1  # text that may still become a stop string
+        emitted = 0
+        try:
+            while True:
+                kind, value = await self._next(deadline)
+                if kind == "error":
+                    raise EngineFailed(str(value))
+                if kind == "token" and result.first_token_s is None:
+                    result.first_token_s = time.perf_counter() - self.started
+                    if not self.every_token:
+                        continue
+                text = self.backend.format.decode(req.out)
+                cut = [text.index(s) for s in self.stops if s in text]
+                if cut:
+                    req.cancelled = True
+                    text, result.finish_reason = text[: min(cut)], "stop"
+                elif kind == "done":
+                    result.finish_reason = "stop" if value == "stop" else "length"
+                if result.finish_reason:
+                    result.text, result.completion_tokens = text, len(req.out)
+                    if len(text) > emitted:
+                        yield text[emitted:]
+                    return
+                safe = len(text) - holdback
+                while safe > emitted and text[safe - 1] == "\ufffd":  # half a UTF-8 character so far
+                    safe -= 1
+                if safe > emitted:
+                    yield text[emitted:safe]
+                    emitted = safe
+        finally:
+            self.cancel()
+
+
+async def start(host, ids: list[int], params: Params, result: Result | None = None, stream: bool = True) -> Decoding:
+    """Hand a prompt to the engine now: Busy when it is full, so a refusal comes before any answer is begun."""
+    decoding = Decoding(ids, params, result if result is not None else Result(), stream)
+    engine = await _submit(host, decoding.req)
+    decoding.backend = engine.backend
+    decoding.result.prompt_tokens, decoding.result.version = len(ids), engine.version or host.current.version
+    return decoding
+
+
 async def generate(host, ids: list[int], params: Params, timeout: float, result: Result,
                    stream: bool = True) -> AsyncIterator[str]:
     """Yield text deltas as the model makes them (stream=False: only at the end); `result` holds the totals."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-    start = time.perf_counter()
-    stops = [s for s in params.stop if s]
-    every_token = stream or bool(stops)  # else only the first token (for time-to-first-token) and the end matter
-
-    def emit(kind: str, value) -> None:  # runs in the engine thread: wake the event loop only when needed
-        if kind != "token" or every_token or len(req.out) == 1:
-            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
-
-    req = GenRequest(ids, params.max_tokens, emit, params.temperature, params.top_p, params.seed)
-    backend = (await _submit(host, req)).backend
-    result.prompt_tokens, result.version = len(ids), host.current.version
-    holdback = max((len(s) for s in stops), default=1) - 1  # text that may still become a stop string
-    emitted = 0
-    try:
-        while True:
-            remaining = timeout - (time.perf_counter() - start)
-            try:
-                kind, value = await asyncio.wait_for(queue.get(), max(remaining, 0.001))
-            except TimeoutError:
-                raise TimedOut from None
-            if kind == "error":
-                raise RuntimeError(str(value))
-            if kind == "token" and result.first_token_s is None:
-                result.first_token_s = time.perf_counter() - start
-                if not every_token:
-                    continue
-            text = backend.format.decode(req.out)
-            cut = [text.index(s) for s in stops if s in text]
-            if cut:
-                req.cancelled = True
-                text, result.finish_reason = text[: min(cut)], "stop"
-            elif kind == "done":
-                result.finish_reason = "stop" if value == "stop" else "length"
-            if result.finish_reason:
-                result.text, result.completion_tokens = text, len(req.out)
-                if len(text) > emitted:
-                    yield text[emitted:]
-                return
-            safe = len(text) - holdback
-            while safe > emitted and text[safe - 1] == "\ufffd":  # half a UTF-8 character so far
-                safe -= 1
-            if safe > emitted:
-                yield text[emitted:safe]
-                emitted = safe
-    finally:
-        if result.finish_reason is None:
-            req.cancelled = True  # timeout or client gone: free the batch slot
+    deadline = time.monotonic() + timeout
+    decoding = await start(host, ids, params, result, stream)
+    async for delta in decoding.deltas(deadline):
+        yield delta
 
 
-async def complete(host, ids: list[int], params: Params, timeout: float) -> Result:
-    """The whole completion at once."""
-    result = Result()
-    async for _ in generate(host, ids, params, timeout, result, stream=False):
+async def complete(host, ids: list[int], params: Params, timeout: float | None = None,
+                   deadline: float | None = None) -> Result:
+    """The whole completion at once, by `deadline` (time.monotonic()) or within `timeout` seconds."""
+    deadline = deadline if deadline is not None else time.monotonic() + (timeout if timeout is not None else 60.0)
+    decoding = await start(host, ids, params, stream=False)
+    async for _ in decoding.deltas(deadline):
         pass
-    return result
+    return decoding.result
+
+
+async def decode_all(host, prompts: list[list[int]], params: list[Params], deadline: float) -> list[Result]:
+    """Every prompt of one request, batched by the engine; when one is refused or fails, the others are
+    cancelled (their rows dropped) and that error is raised, in an ExceptionGroup."""
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(complete(host, ids, p, deadline=deadline)) for ids, p in zip(prompts, params)]
+    return [t.result() for t in tasks]
 
 
 async def classify(host, ids: list[int], timeout: float):
@@ -134,6 +177,9 @@ async def classify(host, ids: list[int], timeout: float):
     except TimeoutError:
         req.cancelled = True  # dropped when the engine reaches it
         raise TimedOut from None
+    except asyncio.CancelledError:  # a sibling input was refused, or the client left
+        req.cancelled = True
+        raise
     if kind == "error":
-        raise RuntimeError(str(value))
+        raise EngineFailed(str(value))
     return value, engine

@@ -113,7 +113,9 @@ class Codec:
         return len(self._prefix) + len(self._suffix)
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+        # encode_batch releases the GIL while it works (encode holds it): a long text tokenized in a
+        # server's worker thread then does not stall its event loop. Same ids, same cost for one text.
+        return self.tokenizer.encode_batch([text], add_special_tokens=False)[0].ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
