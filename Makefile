@@ -37,10 +37,16 @@ demo: $(VENV)/.installed
 system-deps:
 	@.ci/system-deps
 
+# Label Studio for the round-trip test, in its own environment: its pins would downgrade numpy and pyarrow in .venv
+LS_VENV := .venv-label-studio
+$(LS_VENV)/bin/label-studio:
+	$(PY) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip --disable-pip-version-check -q install "label-studio==1.23.2"
+
 # the import contracts of pyproject.toml first: a back-arrow between packages fails before any test runs
-test: $(VENV)/.dev system-deps
+test: $(VENV)/.dev system-deps $(LS_VENV)/bin/label-studio
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	TAILOR_LABEL_STUDIO=$(CURDIR)/$(LS_VENV)/bin/label-studio $(BIN)/python -m pytest -q
 
 # pip-audit on requirements.lock and bandit on the package; fails on known vulnerabilities or high findings
 audit: $(VENV)/.dev
@@ -51,4 +57,4 @@ lock: $(VENV)/.dev
 	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check > requirements.lock
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(LS_VENV) runs
