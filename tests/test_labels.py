@@ -194,7 +194,7 @@ SPEC_ERRORS = [
     ("output: label", "{text: text}", "", "the label is read from data.fields.output"),
     ("output: text", "{input: q, output: a}", "model: {arch: {family: gru, bidirectional: true}}",
      "bidirectional recurrent encoders are for label"),
-    ("output: label", "{input: text, output: intent}", "model: {base: minilm-l6}",
+    ("output: label", "{input: text, output: intent}", "model: {base: minilm-l6}\ntokenizer: {type: bpe}",
      "tokenizer.type: 'bpe' with the pretrained model.base 'minilm-l6'"),
     ("output: label", "{input: text, output: intent}", "model: {adapt: {freeze: {}, lora: {}}}",
      "LoRA already keeps every base weight fixed"),
