@@ -38,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dedup_corpus import make_corpus, score, write_jsonl  # noqa: E402
+from matched import datatrove_tokenizer  # noqa: E402
 
 NUM_PERM = 112
 
@@ -69,26 +70,6 @@ def run_ours(folder: Path, ngram: int, bands: int, verify: bool) -> list[int]:
     return removed
 
 
-def split_tokenizer():
-    """The word tokenizer ours uses (split on whitespace after simplification) as a datatrove WordTokenizer.
-
-    datatrove's own `WhitespaceTokenizer` is spaCy's multilingual one, not a split on spaces.
-    """
-    from datatrove.utils.word_tokenizers import WordTokenizer
-
-    class SplitTokenizer(WordTokenizer):
-        def word_tokenize(self, text: str) -> list[str]:
-            return text.split()
-
-        def sent_tokenize(self, text: str) -> list[str]:
-            return text.splitlines()
-
-        def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-            raise NotImplementedError("MinHash needs words only")
-
-    return SplitTokenizer()
-
-
 def run_datatrove(folder: Path, ngram: int, bands: int) -> list[int]:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup import (MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter,
@@ -102,7 +83,7 @@ def run_datatrove(folder: Path, ngram: int, bands: int) -> list[int]:
     shutil.rmtree(work, ignore_errors=True)
     config = MinhashConfig(n_grams=ngram, num_buckets=bands, hashes_per_bucket=NUM_PERM // bands,
                            hash_config=HashConfig(precision=64))
-    signature = MinhashDedupSignature(output_folder=str(work / "sigs"), config=config, language=split_tokenizer())
+    signature = MinhashDedupSignature(output_folder=str(work / "sigs"), config=config, language=datatrove_tokenizer())
     reader = lambda: JsonlReader(str(folder / "input"))  # noqa: E731
     stages = [
         ([reader(), signature], 1),
