@@ -70,8 +70,8 @@ def table(results: list[dict], when: str, where: str) -> str:
             "| benchmark | check | result | time |", "|---|---|---|---|"]
     for r in results:
         text = r["summary"] + "".join(f"<br>*{line}*" for line in r["labelled"] if line != r["summary"])
-        rows.append(f"| `{r['name']}.py {' '.join(r['args'])}`".rstrip() + f" | {r['check']} | "
-                    f"{text.replace('|', '/')} | {r['seconds']:.0f} s |")
+        command = " ".join([f"{r['name']}.py", *r["args"]])
+        rows.append(f"| `{command}` | {r['check']} | {text.replace('|', '/')} | {r['seconds']:.0f} s |")
     return "\n".join(rows) + "\n"
 
 
