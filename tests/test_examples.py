@@ -20,6 +20,11 @@ def test_product_qa_questions_are_rendered_from_the_tables_with_unseen_test_word
     assert {s: len(d) for s, d in splits.items()} == {"train": 6210, "validation": 690, "test": 460}
     seen = set(splits["train"].question) | set(splits["validation"].question)
     assert not [q for q in splits["test"].question if q in seen]
+    # whole wording frames are held out: no test question's frame is in training or validation
+    held = {json.loads(line)["frame"] for line in (PRODUCT_QA / "wordings.jsonl").read_text().splitlines()
+            if json.loads(line)["held_out"]}
+    assert set(splits["test"].frame) == held
+    assert not held & (set(splits["train"].frame) | set(splits["validation"].frame))
     facts = {json.loads(line)["product"] + "|" + json.loads(line)["attribute"]: json.loads(line)["answer"]
              for line in (PRODUCT_QA / "facts.jsonl").read_text().splitlines()}
     for d in splits.values():  # every answer is its fact's, and the product is named in the question

@@ -112,7 +112,10 @@ class TailorBackend:
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
         caches: list[dict] = self.model.new_caches()
-        logits, _ = self.model(ids, caches=caches, positions=positions, attention_mask=mask)
+        if bool(mask.all()):  # no padding (a lone request always): the plain causal path generate() takes
+            logits, _ = self.model(ids, caches=caches)
+        else:
+            logits, _ = self.model(ids, caches=caches, positions=positions, attention_mask=mask)
         state = KVState([[c["k"], c["v"]] for c in caches], mask, positions[:, -1] + 1)
         return state, logits[:, -1, :]
 

@@ -8,12 +8,12 @@ from tailor.data.clean.minhash import LSHIndex, MinHasher, optimal_bands
 
 
 class NearDedup:
-    """Drop a record whose estimated Jaccard similarity to a kept record reaches the threshold."""
+    """Drop a record whose estimated Jaccard similarity to an earlier record reaches the threshold."""
 
     name = "near_dedup"
     parallel = False
 
-    def __init__(self, fields: list[str], threshold: float = 0.8, num_perm: int = 112, ngram: int = 5,
+    def __init__(self, fields: list[str], threshold: float = 0.7, num_perm: int = 112, ngram: int = 2,
                  bands: int | None = None, verify: bool = True, seed: int = 1):
         self.fields = fields
         self.hasher = MinHasher(num_perm, ngram, seed)
@@ -25,7 +25,8 @@ class NearDedup:
         if sig is None:
             return record
         keys = self.index.keys(sig)
-        if self.index.match(sig, keys):
-            return "near duplicate"
+        found = self.index.match(sig, keys)
+        # a dropped record stays in the index: a later edit of it joins its cluster (as a union-find over
+        # all pairs would), not only records close to the cluster's first member
         self.index.add(sig, keys)
-        return record
+        return "near duplicate" if found else record
