@@ -56,8 +56,8 @@ def pairs(records: list[dict], n: int, codec, seed: int = 0) -> list[tuple[list[
 def product_qa(folder: Path) -> tuple[list[dict], list[dict]]:
     """product-qa's train and test records, written by its spec's data stage into folder."""
     from tailor.data import STAGE as DATA_STAGE
-from tailor.splits import load_split
     from tailor.spec import load_spec
+    from tailor.splits import load_split
 
     DATA_STAGE.call(load_spec(EXAMPLE / "spec.yaml"), folder)
     return load_split(folder, "train"), load_split(folder, "test")
