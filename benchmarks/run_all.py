@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "load": ["--seconds", "30"],
     "serve": ["--prompts", "48", "--repeats", "3"],
     "finetune": ["--steps", "3", "--rounds", "3"],
+    "attack": [],
 }
 
 
