@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import need_system
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / ".ci" / "system-deps"
 
@@ -75,8 +77,7 @@ def test_as_root_it_installs_them_without_sudo(tmp_path):
 
 
 def test_nothing_is_done_when_everything_is_there(tmp_path):
-    if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
-        pytest.skip("this machine has no postgresql, so the script would (rightly) ask for it")
+    need_system(bool(list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), "PostgreSQL", "postgresql")
     log, env = _machine(tmp_path, 1000, "asks", installed=True)
     res = _run(env)
     assert res.returncode == 0 and res.stderr == "" and _calls(log) == []

@@ -42,9 +42,12 @@ def label_studio(tmp_path_factory):
     from deploy.conftest import free_port
 
     exe = _label_studio()
-    if exe is None:
-        pytest.skip("label-studio is not installed: pip install label-studio (in its own environment, then set "
-                    "TAILOR_LABEL_STUDIO to its label-studio), or pip install -e '.[labelstudio]'")
+    if exe is None:  # make test installs it into .venv-label-studio; in CI (.ci/run) a missing one fails
+        message = ("label-studio is not installed: make test installs it into .venv-label-studio (or pip install "
+                   "label-studio in an environment of its own and set TAILOR_LABEL_STUDIO to its label-studio)")
+        if os.environ.get("TAILOR_REQUIRE_SYSTEM_DEPS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
     data, port, token = tmp_path_factory.mktemp("label-studio"), free_port(), secrets.token_hex(20)
     env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data), "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "",
            "LATEST_VERSION_CHECK": "false", "COLLECT_ANALYTICS": "false", "DJANGO_DB": "sqlite"}
