@@ -12,19 +12,26 @@ ROOT = Path(__file__).resolve().parents[1]
 PRODUCT_QA = ROOT / "examples" / "product-qa"
 
 
-def test_product_qa_questions_are_rendered_from_the_tables_with_unseen_test_wordings(tmp_path):
+def test_product_qa_questions_are_rendered_from_the_tables_with_unseen_validation_and_test_wordings(tmp_path):
     import pandas as pd
 
     run_dir = Pipeline(load_spec(PRODUCT_QA / "spec.yaml"), tmp_path / "runs").run(until="data")
     splits = {s: pd.read_parquet(run_dir / "data" / f"{s}.parquet") for s in ("train", "validation", "test")}
-    assert {s: len(d) for s, d in splits.items()} == {"train": 6210, "validation": 690, "test": 460}
+    assert {s: len(d) for s, d in splits.items()} == {"train": 6900, "validation": 460, "test": 460}
     seen = set(splits["train"].question) | set(splits["validation"].question)
     assert not [q for q in splits["test"].question if q in seen]
-    # whole wording frames are held out: no test question's frame is in training or validation
-    held = {json.loads(line)["frame"] for line in (PRODUCT_QA / "wordings.jsonl").read_text().splitlines()
-            if json.loads(line)["held_out"]}
-    assert set(splits["test"].frame) == held
-    assert not held & (set(splits["train"].frame) | set(splits["validation"].frame))
+    # whole wording frames are held out, one per attribute for validation and another for test: a
+    # validation or test question's frame is in no other split, so validation measures what test does
+    uses = {}
+    for line in (PRODUCT_QA / "wordings.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        uses.setdefault(row["use"], set()).add(row["frame"])
+    assert set(uses) == {"train", "validation", "test"}
+    for held in ("validation", "test"):
+        assert set(splits[held].frame) == uses[held]
+        assert len(set(splits[held].attribute)) == len(uses[held]) == 21  # every attribute, one frame each
+        others = set().union(*(set(d.frame) for s, d in splits.items() if s != held))
+        assert not uses[held] & others
     facts = {json.loads(line)["product"] + "|" + json.loads(line)["attribute"]: json.loads(line)["answer"]
              for line in (PRODUCT_QA / "facts.jsonl").read_text().splitlines()}
     for d in splits.values():  # every answer is its fact's, and the product is named in the question
