@@ -116,3 +116,11 @@ def test_spec_refuses_chat_data_without_a_chat_template_or_for_labels(tmp_path):
                    "s.yaml", tmp_path)
     with pytest.raises(TailorError, match="set `messages` too"):
         parse_spec(base.replace("{messages: messages}", "{text: t, chat_format: openai}") % "", "s.yaml", tmp_path)
+
+
+def test_pii_redacts_every_message(tmp_path):
+    write_jsonl(tmp_path / "p.jsonl", [{"messages": [{"role": "user", "content": "I'm ann@example.com, order?"},
+                                                     {"role": "assistant", "content": "Thanks, mailing ann@example.com"}]}])
+    _, out = run(tmp_path, chat_spec(tmp_path, "p.jsonl", extra="  clean: [{pii: {kinds: [email]}}]\n"))
+    (messages,) = messages_of(out)
+    assert [m["content"] for m in messages] == ["I'm <EMAIL>, order?", "Thanks, mailing <EMAIL>"]
