@@ -152,3 +152,26 @@ def test_an_assistant_turn_starts_a_run_of_its_own(smollm2):
     start = next(k for k, label in enumerate(labels) if label != IGNORE)
     assert ids[:start] == codec.chat(conv[:1])
     assert codec.tokenizer.decode(ids[start:], skip_special_tokens=False) == "\n\nHello there.<|im_end|>\n"
+
+
+def test_a_turn_end_that_is_not_eos_is_learnt_and_stops_serving(tmp_path):
+    """Llama-3-style: the template closes a turn with <|eot|> while the tokenizer's eos is <|endoftext|>."""
+    from tailor.inference import PromptFormat
+    from tailor.tokenizer import Codec, train_bpe
+    from tailor.tokenizer.chat import chat_example
+
+    tok = train_bpe(iter(["hello there", "the kettle holds 1.7 litres"] * 20), 300, 1)
+    tok.add_special_tokens(["<|header|>", "<|eot|>"])
+    template = ("{% for m in messages %}<|header|>{{ m['role'] }}\n{{ m['content'] }}<|eot|>{% endfor %}"
+                "{% if add_generation_prompt %}<|header|>assistant\n{% endif %}")
+    tok.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"eos_token": "<|endoftext|>", "pad_token": "<|pad|>", "sep_token": None, "chat_template": template}))
+    (tmp_path / "config.json").write_text(json.dumps({"tailor": {"format": "chat"}}))
+    codec = Codec.load(tmp_path)
+    eot = tok.token_to_id("<|eot|>")
+    assert codec.turn_end_id == eot != codec.eos_id
+    ids, labels = chat_example(codec, [{"role": "user", "content": "hello"},
+                                       {"role": "assistant", "content": "hello there"}])
+    assert [label for label in labels if label != IGNORE][-1] == eot and ids[-1] == eot
+    assert PromptFormat(tmp_path).eos_ids == {codec.eos_id, eot}
