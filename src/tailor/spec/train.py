@@ -80,7 +80,7 @@ class Train(Strict):
     eval_batches: int = Field(20, ge=1, description="batches per validation pass")
     grad_clip: float | None = Field(1.0, gt=0)
     loss_on: Literal["output", "all", "last"] = Field(
-        "output", description="which tokens are learnt. Pairs: the answers (output) or everything (all). "
+        "output", description="which tokens are learnt. Pairs: the answers (output, last) or everything (all). "
                               "Conversations: every assistant turn (output), user and assistant turns (all, "
                               "LLaMA-Factory's train_on_prompt), or only the last assistant turn (last, its "
                               "mask_history); each learnt turn with its end-of-turn token; system turns and "
