@@ -122,3 +122,26 @@ def test_tiny_lm_specs_train_an_lstm_and_a_transformer_on_the_same_text(tmp_path
     assert config["model_type"] == "tailor-recurrent" and config["cell"] == "lstm"
     completion = Generator(runs["lstm"]).complete("ROMEO:", max_new_tokens=8, temperature=0.8, seed=1)
     assert 1 <= completion.completion_tokens <= 8
+
+
+CHAT = ROOT / "examples" / "chat-smollm2"
+
+
+def test_chat_smollm2_data_is_reproducible_and_reads_as_conversations(tmp_path):
+    """The committed chats are what generate.py writes; every one passes the data stage's checks as a
+    conversation that ends with an assistant turn, and the tokenizer renders it in SmolLM2's template."""
+    import pandas as pd
+
+    from tailor.tokenizer import Codec
+    from tailor.tokenizer.chat import encode_chats
+
+    res = subprocess.run([sys.executable, str(CHAT / "generate.py"), "--check"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    run_dir = Pipeline(load_spec(CHAT / "spec.yaml"), tmp_path / "runs").run(until="tokenizer")
+    report = json.loads((run_dir / "data" / "report.json").read_text())
+    assert report["rejected"] == 0 and report["kept"] + report["dropped"] == 160
+    train = pd.read_parquet(run_dir / "data" / "train.parquet")
+    codec = Codec.load(run_dir / "tokenizer")
+    examples = encode_chats(list(train.conversations), codec, 1024)
+    assert all(json.loads(c)[0]["role"] == "system" for c in train.conversations)
+    assert max(len(ids) for ids, _ in examples) < 320  # short enough for a few-minute CPU run

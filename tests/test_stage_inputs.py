@@ -54,6 +54,8 @@ UNVARIABLE = {
     "problem.output": "the head, targets and metrics follow it",
     "problem.targets.0.at_most": "exactly one of at_least and at_most", "problem.targets.1.at_least": "likewise",
     "data.fields.text": "text replaces input and output", "data.split.train": "the three shares sum to 1",
+    "data.fields.messages": "conversations replace input and output, and need a pretrained chat model",
+    "data.fields.chat_format": "it says how data.fields.messages is written",
     "data.split.validation": "likewise", "data.split.test": "likewise",
     "model.base": "a pretrained base reads its own tokenizer", "model.arch.family": "each family has its own fields",
     "deploy.serve.tls_cert": "certificate and key come together", "deploy.serve.tls_key": "likewise",

@@ -56,7 +56,7 @@ def run_evaluate(out: Path, *, metrics: list[str] | None, splits: list[str], gen
     out_dir = Path(out)
     torch.manual_seed(0)
     gen = Generator(train_dir)
-    names = chosen_metrics(metrics, output, fields.input is not None, targets)
+    names = chosen_metrics(metrics, output, fields.answered, targets)
     answer = bool(set(names) & generated())
     how = Reading(fields, output, loss_on, batch_size if batch_size != "auto" else 32, generation, latency,
                   max_batch, max_queue)

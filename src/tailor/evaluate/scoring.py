@@ -95,19 +95,41 @@ def score_examples(gen, how: Reading, split: str, records: list[dict]) -> list[d
     """One row per record: its text, NLL and the counts the language-modelling metrics divide by."""
     f = how.fields
     nll, tokens = example_nll(gen, how, records)
-    pairs = f.text is None
-    inputs = [r[f.input] for r in records] if pairs else [r[f.text] for r in records]
-    lengths = [len(ids) for ids in gen.codec.encode_batch(inputs)]
+    if f.messages is not None:
+        inputs, expected, scored, lengths = _chat_columns(gen.codec, how.loss_on, [r[f.messages] for r in records])
+    else:
+        pairs = f.text is None
+        inputs = [r[f.input] for r in records] if pairs else [r[f.text] for r in records]
+        expected = [r[f.output] for r in records] if pairs else [None] * len(records)
+        scored = [(r[f.input] + " " + r[f.output] if how.loss_on == "all" else r[f.output]) if pairs else r[f.text]
+                  for r in records]
+        lengths = [len(ids) for ids in gen.codec.encode_batch(inputs)]
     rows = []
     for i, r in enumerate(records):
-        scored = r[f.output] if pairs else r[f.text]
-        if pairs and how.loss_on == "all":
-            scored = r[f.input] + " " + r[f.output]
-        rows.append({"split": split, "index": i, "input": inputs[i], "expected": r[f.output] if pairs else None,
+        rows.append({"split": split, "index": i, "input": inputs[i], "expected": expected[i],
                      "nll": nll[i], "tokens": tokens[i], "loss": nll[i] / tokens[i] if tokens[i] else None,
-                     "bytes": len(scored.encode("utf-8")), "words": count_words(scored), "input_tokens": lengths[i],
-                     **{META + k: _plain(v) for k, v in r.items() if k not in f.used}})
+                     "bytes": len(scored[i].encode("utf-8")), "words": count_words(scored[i]),
+                     "input_tokens": lengths[i], **{META + k: _plain(v) for k, v in r.items() if k not in f.used}})
     return rows
+
+
+def _chat_columns(codec, loss_on: str, cells: list) -> tuple[list[str], list[str], list[str], list[int]]:
+    """For conversations: the input (the turns before the last assistant turn, as JSON), the expected answer
+    (that turn), the text the loss scores (the learnt turns) and the prompt's length in tokens."""
+    from tailor.data.chat import conversation, last_turn
+    from tailor.tokenizer.chat import learnt_roles
+
+    inputs, expected, scored, lengths = [], [], [], []
+    roles = learnt_roles(loss_on)
+    for cell in cells:
+        messages = conversation(cell)
+        prompt, answer = last_turn(messages)
+        inputs.append(json.dumps(prompt, ensure_ascii=False))
+        expected.append(answer)
+        learnt = [answer] if loss_on == "last" else [m["content"] for m in messages if m["role"] in roles]
+        scored.append("\n".join(learnt))
+        lengths.append(len(codec.chat(prompt)))
+    return inputs, expected, scored, lengths
 
 
 def answer_examples(gen, how: Reading, rows: list[dict], progress: Progress | None = None) -> dict:
@@ -117,8 +139,9 @@ def answer_examples(gen, how: Reading, rows: list[dict], progress: Progress | No
 
     g, latency = how.generation, how.latency
     task = progress.add_task(f"answer {rows[0]['split']}", total=len(rows)) if progress and rows else None
+    prompts = [json.loads(r["input"]) for r in rows] if how.fields.messages is not None else [r["input"] for r in rows]
     answers, settings = answer_in_process(
-        gen.folder, [r["input"] for r in rows], g.max_new_tokens, g.temperature, g.top_p, g.seed, latency.concurrency,
+        gen.folder, prompts, g.max_new_tokens, g.temperature, g.top_p, g.seed, latency.concurrency,
         how.max_batch, how.max_queue, latency.warmup, gen.device,
         on_answer=(lambda: progress.advance(task)) if task is not None else None)
     for row, a in zip(rows, answers):

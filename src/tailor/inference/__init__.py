@@ -40,13 +40,14 @@ class PromptFormat:
         self.folder = Path(folder)
         self.card = model_card(self.folder) or {"format": "text"}
         self.codec = Codec.load(self.folder)
-        self.eos_ids = {self.codec.eos_id}
+        # a chat model ends its turn with the template's end-of-turn token, which need not be the eos token
+        self.eos_ids = {self.codec.eos_id} | ({self.codec.turn_end_id} if self.codec.turn_end_id is not None else set())
         self.pad_id = self.codec.pad_id
         self.name = self.card.get("name", self.folder.name)
 
     @property
     def pairs(self) -> bool:
-        return self.card.get("format") == "pairs"
+        return self.card.get("format") in ("pairs", "chat")
 
     def encode_prompt(self, text: str) -> list[int]:
         """The ids the model continues; an empty text prompt starts from end-of-text, as GPT-2 does."""

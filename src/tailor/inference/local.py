@@ -31,12 +31,13 @@ class Answer:
     latency_ms: float  # from the request's arrival (before tokenizing) to its whole answer
 
 
-def answer_in_process(folder: Path, prompts: list[str], max_new_tokens: int, temperature: float = 0.0,
+def answer_in_process(folder: Path, prompts: list[str] | list[list[dict]], max_new_tokens: int, temperature: float = 0.0,
                       top_p: float = 1.0, seed: int | None = None, concurrency: int = 1, max_batch: int = 16,
                       max_queue: int = 64, warmup: int = 2, device: str = "cpu",
                       on_answer: Callable[[], None] | None = None,
                       stop: list[str] | None = None, verify: bool = True) -> tuple[list[Answer], dict]:
-    """Answer every prompt through a serving engine of the model folder; (answers, the settings measured with)."""
+    """Answer every prompt (a text, or a conversation) through a serving engine of the model folder; (answers,
+    the settings measured with)."""
     from tailor.inference.generation import Params, complete
     from tailor.inference.served import OneModel, load_engine
 
@@ -50,12 +51,13 @@ def answer_in_process(folder: Path, prompts: list[str], max_new_tokens: int, tem
         raise TailorError(f"{folder}: a {backend.output} model predicts labels or scores for a text and does not "
                           "generate; POST /v1/classify serves it, and its evaluation is in evaluate/predictions.parquet")
 
-    async def one(text: str) -> Answer:
+    async def one(text: str | list[dict]) -> Answer:
         start = time.perf_counter()
-        ids = backend.format.encode_prompt(text)
+        # a conversation (a list of messages) is read through the chat format, as the chat route reads it
+        ids = backend.format.encode_chat(text) if isinstance(text, list) else backend.format.encode_prompt(text)
         room = backend.block_size - len(ids)
         if room < 1:
-            raise TailorError(f"the prompt {text[:60]!r} is {len(ids)} tokens; this model reads at most "
+            raise TailorError(f"the prompt {str(text)[:60]!r} is {len(ids)} tokens; this model reads at most "
                               f"{backend.block_size - 1}")
         r = await complete(host, ids, Params(min(max_new_tokens, room), temperature, top_p, seed, list(stop or [])), TIMEOUT)
         return Answer(r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens,
@@ -66,7 +68,7 @@ def answer_in_process(folder: Path, prompts: list[str], max_new_tokens: int, tem
             await one(text)
         gate = asyncio.Semaphore(concurrency)
 
-        async def gated(text: str) -> Answer:
+        async def gated(text: str | list[dict]) -> Answer:
             async with gate:
                 answer = await one(text)
             if on_answer is not None:

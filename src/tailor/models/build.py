@@ -50,7 +50,8 @@ def mean_score(field: str, records: list[dict]) -> float:
 
 
 def auto_block_size(chosen: int | str, f: Fields, output: str, records: list[dict], codec, limit: int) -> int:
-    """`chosen` (model.arch.block_size), or the longest training example rounded up to 8 (256 for a corpus), capped."""
+    """`chosen` (model.arch.block_size), or the longest training example (a whole conversation for chat data)
+    rounded up to 8 (256 for a corpus), capped."""
     from tailor.tokenizer.inputs import input_ids
 
     if chosen != "auto":
@@ -59,6 +60,10 @@ def auto_block_size(chosen: int | str, f: Fields, output: str, records: list[dic
         return min(256, limit)
     if output != "text":
         longest = max(len(ids) for ids in input_ids(f, output, records, codec, None)[0])
+    elif f.messages is not None:
+        from tailor.tokenizer.chat import encode_chats
+
+        longest = max(len(ids) for ids, _ in encode_chats([r[f.messages] for r in records], codec, 1_000_000))
     else:
         inputs = codec.encode_batch([r[f.input] for r in records])
         outputs = codec.encode_batch([r[f.output] for r in records])

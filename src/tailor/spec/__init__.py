@@ -44,14 +44,14 @@ class Spec(Strict):
         if kind not in METRICS:
             raise ValueError(f"problem.output: {kind!r} has no training road yet; available: {', '.join(METRICS)}")
         allowed = METRICS[kind]
-        pairs = self.data.fields.input is not None
+        pairs = self.data.fields.answered
         for i, target in enumerate(self.problem.targets):
             if target.metric not in allowed:
                 raise ValueError(f"problem.targets[{i}].metric: {target.metric!r} is not measured for "
                                  f"output {kind!r}; allowed: {', '.join(allowed)}")
             if TABLE[target.metric].generated and not pairs:
                 raise ValueError(f"problem.targets[{i}].metric: {target.metric!r} needs input/output data "
-                                 "(data.fields.input and data.fields.output)")
+                                 "(data.fields.input and data.fields.output) or conversations (data.fields.messages)")
         for name in self.evaluate.metrics or []:
             if name not in allowed:
                 raise ValueError(f"evaluate.metrics: {name!r} is not measured for output {kind!r}; "
@@ -69,6 +69,13 @@ class Spec(Strict):
         if self.model.head not in ("auto", expected):
             raise ValueError(f"model.head: {self.model.head!r} does not fit problem.output {kind!r}; "
                              f"expected {expected!r} (or auto)")
+        if self.data.fields.messages is not None and kind != "text":
+            raise ValueError(f"data.fields.messages: conversations train a model that writes the assistant's turns "
+                             f"(problem.output: text), not {kind!r}")
+        if self.data.fields.messages is not None and self.tokenizer.type != "pretrained":
+            raise ValueError("data.fields.messages: conversations are read through the model's chat template; "
+                             "use a pretrained model.base whose tokenizer has one (e.g. smollm2-135m), or "
+                             "tokenizer: {type: pretrained, source: ...}")
         if kind != "text" and not pairs:
             raise ValueError(f"problem.output {kind!r}: the label is read from data.fields.output and the text from "
                              "data.fields.input; set both, e.g. {input: text, output: intent}")
@@ -88,7 +95,7 @@ class Spec(Strict):
 
     def metric_names(self) -> list[str]:
         """Metrics to compute: the chosen (or default) ones plus every target's."""
-        return chosen_metrics(self.evaluate.metrics, self.problem.output, self.data.fields.input is not None,
+        return chosen_metrics(self.evaluate.metrics, self.problem.output, self.data.fields.answered,
                               self.problem.targets)
 
 

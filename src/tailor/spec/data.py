@@ -162,24 +162,40 @@ Source = Annotated[Union[tuple(k.options for k in SOURCES.values())], Field(disc
 
 
 class Fields(Strict):
-    """Which record fields the model reads: `text` for a corpus, or `input` + `output` pairs (output: the label
-    for label problems)."""
+    """Which record fields the model reads: `text` for a corpus, `input` + `output` pairs (output: the label
+    for label problems), or `messages`: conversations (chat data)."""
 
     text: str | None = None
     input: str | None = None
     output: str | None = None
+    messages: str | None = Field(None, description="the field holding a conversation: OpenAI messages [{role, "
+                                                   "content}] or ShareGPT conversations [{from, value}]; Alpaca "
+                                                   "records (instruction/input/output) become one too")
+    chat_format: Literal["auto", "openai", "sharegpt", "alpaca"] = Field(
+        "auto", description="how `messages` is written; auto: by its keys (role/from), or Alpaca where a "
+                            "record has `instruction` instead")
 
     @model_validator(mode="after")
     def _shape(self) -> Fields:
-        if self.text is None and (self.input is None or self.output is None):
-            raise ValueError("set `text` (a corpus) or both `input` and `output` (prompt/answer pairs)")
-        if self.text is not None and (self.input is not None or self.output is not None):
-            raise ValueError("set either `text` or `input`/`output`, not both")
+        kinds = [self.text is not None, self.input is not None or self.output is not None, self.messages is not None]
+        if sum(kinds) > 1:
+            raise ValueError("set one of `text` (a corpus), `input`/`output` (prompt/answer pairs) or `messages` "
+                             "(conversations), not several")
+        if self.messages is None and self.text is None and (self.input is None or self.output is None):
+            raise ValueError("set `text` (a corpus), both `input` and `output` (prompt/answer pairs), or "
+                             "`messages` (conversations)")
+        if self.messages is None and self.chat_format != "auto":
+            raise ValueError("`chat_format` says how `messages` is written: set `messages` too")
         return self
 
     @property
     def used(self) -> list[str]:
-        return [f for f in (self.text, self.input, self.output) if f is not None]
+        return [f for f in (self.text, self.input, self.output, self.messages) if f is not None]
+
+    @property
+    def answered(self) -> bool:
+        """The data has answers to generate and compare: input/output pairs, or conversations."""
+        return self.input is not None or self.messages is not None
 
 
 class Split(Strict):

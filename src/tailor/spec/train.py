@@ -79,7 +79,12 @@ class Train(Strict):
     eval_every: int = Field(100, ge=1, description="steps between validation passes")
     eval_batches: int = Field(20, ge=1, description="batches per validation pass")
     grad_clip: float | None = Field(1.0, gt=0)
-    loss_on: Literal["output", "all"] = Field("output", description="for input/output data: learn only the answers, or everything")
+    loss_on: Literal["output", "all", "last"] = Field(
+        "output", description="which tokens are learnt. Pairs: the answers (output, last) or everything (all). "
+                              "Conversations: every assistant turn (output), user and assistant turns (all, "
+                              "LLaMA-Factory's train_on_prompt), or only the last assistant turn (last, its "
+                              "mask_history); each learnt turn with its end-of-turn token; system turns and "
+                              "role headers never")
     packing: bool = Field(False, description="input/output data: pack examples into full rows, no padding")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 where the device has it, else fp32")
     compile: bool = Field(False, description="torch.compile the model")

@@ -8,6 +8,7 @@ that knows the special tokens and how the model was taught to read a prompt.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tokenizers import Tokenizer
@@ -43,51 +44,68 @@ class Codec:
         self.eos_id, self.pad_id = ids["eos"], ids["pad"]
         self.sep_id = tokenizer.token_to_id(sep) if sep else None
         self.chat_template = chat_template
+        specials = {i: t.content for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
+        self.special_ids = set(specials)
+        # cuts a chat template's text at its special tokens (the capture keeps them, longest first)
+        self.special_pattern = re.compile("(" + "|".join(re.escape(t) for t in sorted(
+            specials.values(), key=len, reverse=True)) + ")") if specials else None
+        self._hf = self._marker_tok = None  # built on first use: a pretrained vocabulary takes a while to copy
         self._prefix: list[int] = []
         self._suffix: list[int] = [self.sep_id] if chat_template is None else []
+        self.turn_end_id: int | None = None  # the token that closes an assistant turn of the chat template
         if chat_template is not None:
             self._prefix, self._suffix = self._chat_parts()
+            self.turn_end_id = self._turn_end()
 
-    def _render(self, messages: list[dict]) -> str:
-        """The chat template rendered for `messages`, the assistant's turn opened."""
+    def render(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        """The chat template rendered for `messages` (the assistant's turn opened, unless told otherwise)."""
         from transformers import PreTrainedTokenizerFast
 
-        hf = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(self.tokenizer.to_str()),
-                                     eos_token=self.tokenizer.id_to_token(self.eos_id))
-        hf.chat_template = self.chat_template
+        if self._hf is None:
+            self._hf = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(self.tokenizer.to_str()),
+                                               eos_token=self.tokenizer.id_to_token(self.eos_id))
+            self._hf.chat_template = self.chat_template
         try:
-            return hf.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return self._hf.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
         except Exception as e:  # jinja raises many kinds for a broken template
             raise TailorError(f"tokenizer chat_template cannot be rendered ({e})") from None
 
-    def _markers(self, text: str) -> list[int]:
+    def markers(self, text: str) -> list[int]:
         """Ids of template text, its markers read as special tokens (unlike a message's own text)."""
-        markers = Tokenizer.from_str(self.tokenizer.to_str())
-        markers.encode_special_tokens = False
-        return markers.encode(text, add_special_tokens=False).ids if text else []
+        if self._marker_tok is None:
+            self._marker_tok = Tokenizer.from_str(self.tokenizer.to_str())
+            self._marker_tok.encode_special_tokens = False
+        return self._marker_tok.encode(text, add_special_tokens=False).ids if text else []
 
     def _chat_parts(self) -> tuple[list[int], list[int]]:
         """Ids before and after the user's text in the rendered template (its markers read as special tokens)."""
-        text = self._render([{"role": "user", "content": PLACEHOLDER}])
+        text = self.render([{"role": "user", "content": PLACEHOLDER}])
         if text.count(PLACEHOLDER) != 1:
             raise TailorError("tokenizer chat_template does not place the user's message exactly once")
         before, after = text.split(PLACEHOLDER)
-        return self._markers(before), self._markers(after)
+        return self.markers(before), self.markers(after)
+
+    def _turn_end(self) -> int | None:
+        """The special token the template writes after an assistant's message (None: it writes none)."""
+        from tailor.tokenizer.chat import segments
+
+        try:
+            parts = segments(self, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+                             False)
+        except TailorError:  # a template that renders no conversation of this shape: prompts still work
+            return None
+        after = [ids for k, (ids, owner) in enumerate(parts) if k and parts[k - 1][1] == 1]
+        return next((i for i in (after[0] if after else []) if i in self.special_ids), None)
 
     def chat(self, messages: list[dict]) -> list[int]:
         """Ids of a conversation through the chat template, the assistant's turn opened. Each message's
         text is encoded as text, so a message cannot spell the template's markers; one user message
-        gives exactly `prompt(text)`, the ids the model was trained on."""
+        gives exactly `prompt(text)`, and a conversation the ids its next assistant turn was trained after."""
+        from tailor.tokenizer.chat import segments
+
         if self.chat_template is None:
             raise TailorError("this tokenizer has no chat template")
-        marks = [f"\x00message{i}\x00" for i in range(len(messages))]
-        text = self._render([{"role": m["role"], "content": mark} for m, mark in zip(messages, marks)])
-        placed = sorted((text.index(mark), i) for i, mark in enumerate(marks) if mark in text)
-        ids: list[int] = []
-        for _, i in placed:  # a template may leave a message out (a role it does not show)
-            before, text = text.split(marks[i], 1)
-            ids += self._markers(before) + self.encode(messages[i]["content"])
-        return ids + self._markers(text)
+        return [i for ids, _ in segments(self, messages, add_generation_prompt=True) for i in ids]
 
     @classmethod
     def load(cls, folder: Path) -> Codec:
@@ -155,7 +173,7 @@ def pretrained_tokenizer(source: str) -> tuple[Tokenizer, dict]:
     tok.no_truncation()
     template = hf.chat_template if isinstance(hf.chat_template, str) else None
     eos = hf.eos_token or hf.sep_token or EOS
-    pad = hf.pad_token or eos
+    pad = _pad_token(hf, eos, template)
     sep = hf.sep_token or (None if template else SEP)
     added = [t for t in dict.fromkeys((eos, pad, sep)) if t and tok.token_to_id(t) is None]
     tok.add_special_tokens(added)
@@ -167,9 +185,24 @@ def pretrained_tokenizer(source: str) -> tuple[Tokenizer, dict]:
     return tok, config
 
 
-def _texts(table, fields: list[str]) -> list[str]:
-    """Every record's `fields` in record order, read column by column (list values joined by spaces)."""
+def _pad_token(hf, eos: str, template: str | None) -> str:
+    """A padding token that is not the end token: many tokenizers ship pad = eos, and a collator that masks
+    padding by its id then never trains the end of a turn (the most reported cause of models that never stop).
+    The tokenizer's own pad, else its unknown token where no template writes it, else a new `<|pad|>`."""
+    if hf.pad_token and hf.pad_token != eos:
+        return hf.pad_token
+    unk = hf.unk_token
+    if unk and unk != eos and unk != hf.bos_token and not (template and unk in template):
+        return unk
+    return PAD
+
+
+def _texts(table, fields: list[str], chat: str | None = None) -> list[str]:
+    """Every record's `fields` in record order, read column by column (list values joined by spaces; the
+    `chat` field's conversations as the text of each message)."""
     import pyarrow as pa
+
+    from tailor.data.chat import conversation
 
     if table is None:
         return []
@@ -177,7 +210,9 @@ def _texts(table, fields: list[str]) -> list[str]:
     for field in fields:
         column = table.column(field)
         values = column.to_pylist()
-        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        if field == chat:
+            values = ["\n".join(m["content"] for m in conversation(v)) for v in values]
+        elif not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             values = [" ".join(map(str, v)) if isinstance(v, list) else v for v in values]
         columns.append(values)
     return columns[0] if len(columns) == 1 else [text for row in zip(*columns) for text in row]
@@ -200,8 +235,9 @@ def run_tokenizer(out: Path, *, tokenizer: TokenizerSpec, fields: Fields, output
     from tailor.tokenizer.report import tokenizer_report
 
     out_dir = Path(out)
+    chat = fields.messages
     fields = text_fields(fields, output)
-    train = _texts(load_table(data_dir, "train", fields), fields)  # a list: tokenizers reads it in batches
+    train = _texts(load_table(data_dir, "train", fields), fields, chat)  # a list: tokenizers reads it in batches
     cfg = tokenizer
     if cfg.type == "pretrained":
         tok, config = pretrained_tokenizer(cfg.source or base)
@@ -214,7 +250,7 @@ def run_tokenizer(out: Path, *, tokenizer: TokenizerSpec, fields: Fields, output
         "model_max_length": 1_000_000, "clean_up_tokenization_spaces": False}), encoding="utf-8")
     codec = Codec(tok, config["eos_token"], config["pad_token"], config["sep_token"], config.get("chat_template"))
     validation = load_table(data_dir, "validation", fields)
-    sample = _texts(validation, fields) if validation is not None and validation.num_rows else train
+    sample = _texts(validation, fields, chat) if validation is not None and validation.num_rows else train
     report = {"type": cfg.type, "vocab_size": codec.vocab_size,
               "round_trip_promised": cfg.type != "pretrained" and promises_round_trip(cfg),
               **tokenizer_report(codec.tokenizer, cfg.type, sample)}

@@ -35,7 +35,8 @@ QUARANTINE = "quarantine"  # damaged checkpoints with their reasons: kept even w
 
 def model_card(name: str, fields: Fields, output: str) -> dict:
     """What a server or a later stage needs to use the trained model: its input format."""
-    return {"name": name, "format": "text" if fields.text is not None else "pairs", "fields": fields.model_dump(),
+    fmt = "text" if fields.text is not None else "chat" if fields.messages is not None else "pairs"
+    return {"name": name, "format": fmt, "fields": fields.model_dump(),
             "output": output}
 
 

@@ -13,7 +13,7 @@ def encode_pairs(inputs: list[str], outputs: list[str], codec: Codec, block_size
                  loss_on: str = "output") -> list[tuple[list[int], list[int]]]:
     """(ids, labels) per example: the prompt (input + sep, or the chat template's user turn), output, eos.
 
-    Labels hide the prompt unless loss_on='all'.
+    Labels hide the prompt unless loss_on='all' ('last' is 'output': a pair has one answer).
     """
     out = []
     for a, b in zip(codec.encode_batch(inputs), codec.encode_batch(outputs)):
@@ -155,7 +155,8 @@ class StreamBatches:
 
 def make_batches(records: list[dict], codec: Codec, block_size: int, batch_size: int, seed: int, *, fields: Fields,
                  output: str, labels: list[str] | None = None, loss_on: str = "output", packing: bool = False):
-    """PairBatches for input/output data (with a label, score or tags for task heads), StreamBatches for a corpus.
+    """PairBatches for input/output data and conversations (with a label, score or tags for task heads),
+    StreamBatches for a corpus.
 
     fields, output: data.fields and problem.output; loss_on, packing: train.loss_on and train.packing.
     """
@@ -170,7 +171,13 @@ def make_batches(records: list[dict], codec: Codec, block_size: int, batch_size:
         for doc in codec.encode_batch([r[f.text] for r in records]):
             ids += doc + [codec.eos_id]
         return StreamBatches(torch.tensor(ids, dtype=torch.long), block_size, batch_size, seed)
-    examples = encode_pairs([r[f.input] for r in records], [r[f.output] for r in records], codec, block_size, loss_on)
+    if f.messages is not None:
+        from tailor.tokenizer.chat import encode_chats
+
+        examples = encode_chats([r[f.messages] for r in records], codec, block_size, loss_on)
+    else:
+        examples = encode_pairs([r[f.input] for r in records], [r[f.output] for r in records], codec, block_size,
+                                loss_on)
     if packing:
         return PackedBatches(examples, block_size, batch_size, codec.pad_id, seed)
     return PairBatches(examples, batch_size, codec.pad_id, seed)

@@ -6,6 +6,8 @@ import re
 import unicodedata
 from datetime import date
 
+from tailor.data.chat import is_conversation
+
 _SPACES = re.compile(r"[ \t\f\v\u00a0]+")
 _BLANKS = re.compile(r"\n{3,}")
 _THOUSANDS = re.compile(r"(?<![\d.,])(\d{1,3})((?:,\d{3})+)(?![\d,]|\.\d*,)")
@@ -76,4 +78,9 @@ class Normalize:
                 record[field] = self.text(record[field])
                 if self.drop_empty and not record[field]:
                     return f"empty {field}"
+            elif is_conversation(record.get(field)):
+                record[field] = [{**m, "content": self.text(m["content"])} for m in record[field]]
+                empty = [i for i, m in enumerate(record[field]) if m["role"] == "assistant" and not m["content"]]
+                if self.drop_empty and empty:
+                    return f"empty {field} assistant turn"
         return record

@@ -6,6 +6,8 @@ import ipaddress
 import re
 from collections import Counter
 
+from tailor.data.chat import is_conversation
+
 PATTERNS = {
     "email": re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b"),
     "card": re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])"),
@@ -65,9 +67,15 @@ class Pii:
 
     def __call__(self, record: dict) -> dict | str:
         for field in self.fields:
-            if isinstance(record.get(field), str):
-                text, found = self.text(record[field])
+            value = record.get(field)
+            if isinstance(value, str):
+                text, found = self.text(value)
                 if found and self.drop:
                     return "contains personal data"
                 record[field] = text
+            elif is_conversation(value):  # each message of a conversation
+                redacted = [(m, *self.text(m["content"])) for m in value]
+                if self.drop and any(found for _, _, found in redacted):
+                    return "contains personal data"
+                record[field] = [{**m, "content": text} for m, text, _ in redacted]
         return record

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tailor.data.chat import is_conversation
+
 
 class TextStep:
-    """Apply `fn` to each string field; the step's name is what the spec calls it."""
+    """Apply `fn` to each string field (and each message of a conversation); the step's name is what the spec
+    calls it."""
 
     parallel = True
 
@@ -15,6 +18,9 @@ class TextStep:
 
     def __call__(self, record: dict) -> dict | str:
         for field in self.fields:
-            if isinstance(record.get(field), str):
-                record[field] = self.fn(record[field])
+            value = record.get(field)
+            if isinstance(value, str):
+                record[field] = self.fn(value)
+            elif is_conversation(value):
+                record[field] = [{**m, "content": self.fn(m["content"])} for m in value]
         return record

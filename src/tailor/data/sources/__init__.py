@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tailor.artifacts import RESERVED_PREFIX
+from tailor.data.chat import ChatError, to_messages
 from tailor.data.sources.records import LABEL_STUDIO_ID, SOURCE_INDEX_KEY, SOURCE_KEY, SPLIT_KEY, Reject
 from tailor.spec.data import SOURCES, Data, Fields, SyntheticSource
 
@@ -53,6 +54,12 @@ def read_source(source, i: int, data: Data, lenient: bool, report: dict) -> Iter
         for field, column in mapping.items():
             if column in item:
                 item[field] = item.pop(column)
+        if data.fields.messages is not None:
+            try:
+                item = to_messages(item, data.fields.messages, data.fields.chat_format)
+            except ChatError as e:
+                yield Reject(loc, f"{e} (data.fields.chat_format: {data.fields.chat_format})", str(item)[:2000])
+                continue
         absent = [f for f in fields if item.get(f) is None]
         if absent and synthetic:
             item[DROP_KEY] = f"generation lacks field {absent[0]!r}"
