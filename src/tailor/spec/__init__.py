@@ -61,7 +61,21 @@ class Spec(Strict):
         if self.tokenizer.type == "pretrained" and self.tokenizer.source is None and self.model.base == "scratch":
             raise ValueError("tokenizer.type pretrained needs tokenizer.source (or a pretrained model.base)")
         self._check_model(kind, pairs)
+        self._check_objective(kind)
         return self
+
+    def _check_objective(self, kind: str) -> None:
+        """A preference objective learns from prompt / preferred / rejected triples of a language model."""
+        objective = self.train.objective
+        if objective == "likelihood":
+            return
+        if kind != "text":
+            raise ValueError(f"train.objective: {objective!r} tunes a language model (problem.output: text), "
+                             f"not a {kind!r} head")
+        if self.data.fields.rejected is None:
+            raise ValueError(f"data.fields.rejected: train.objective {objective!r} learns from preference pairs; "
+                             "name the field of the rejected answer beside input (the prompt) and output (the "
+                             "preferred answer), e.g. {input: prompt, output: chosen, rejected: rejected}")
 
     def _check_model(self, kind: str, pairs: bool) -> None:
         """The head fits problem.output, the data has a label field, a pretrained base reads its own tokens."""

@@ -163,11 +163,13 @@ Source = Annotated[Union[tuple(k.options for k in SOURCES.values())], Field(disc
 
 class Fields(Strict):
     """Which record fields the model reads: `text` for a corpus, or `input` + `output` pairs (output: the label
-    for label problems)."""
+    for label problems), with `rejected` beside them for preference pairs (output is then the preferred answer)."""
 
     text: str | None = None
     input: str | None = None
     output: str | None = None
+    rejected: str | None = Field(None, description="preference pairs (train.objective dpo/orpo): the dispreferred "
+                                                    "answer; `output` holds the preferred one, `input` the prompt")
 
     @model_validator(mode="after")
     def _shape(self) -> Fields:
@@ -175,11 +177,17 @@ class Fields(Strict):
             raise ValueError("set `text` (a corpus) or both `input` and `output` (prompt/answer pairs)")
         if self.text is not None and (self.input is not None or self.output is not None):
             raise ValueError("set either `text` or `input`/`output`, not both")
+        if self.rejected is not None and self.text is not None:
+            raise ValueError("rejected: preference pairs need `input` (the prompt) and `output` (the preferred "
+                             "answer) instead of `text`")
+        if self.rejected is not None and self.rejected in (self.input, self.output):
+            raise ValueError(f"rejected: {self.rejected!r} is also the input or output field; the rejected answer "
+                             "needs a field of its own, e.g. {input: prompt, output: chosen, rejected: rejected}")
         return self
 
     @property
     def used(self) -> list[str]:
-        return [f for f in (self.text, self.input, self.output) if f is not None]
+        return [f for f in (self.text, self.input, self.output, self.rejected) if f is not None]
 
 
 class Split(Strict):
