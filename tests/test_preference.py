@@ -102,11 +102,13 @@ def test_dpo_raises_the_held_out_reward_accuracy_and_logs_rewards(dpo_run):
     train, validation = logged(dpo_run, "train"), logged(dpo_run, "validation")
     # the policy starts as its reference (only dropout, on in training and off in the reference, parts them)
     assert abs(train[0]["reward_margin"]) < 0.05 and train[0]["loss"] == pytest.approx(0.6931, abs=0.03)
-    last = validation[-1]
+    first, last = validation[0], validation[-1]
+    assert first["step"] == 0 and first["reward_margin"] == 0.0 and first["reward_accuracy"] == 0.0  # ties
     assert last["reward_accuracy"] > 0.8 and last["reward_margin"] > 0.5, validation
     assert last["reward_chosen"] > last["reward_rejected"]
     summary = json.loads((dpo_run / "train" / "summary.json").read_text())
     assert summary["preference"]["reference"].startswith("a frozen copy of the initial weights")
+    assert [r["step"] for r in summary["preference"]["validation"]] == [0, 16]
     assert summary["preference"]["validation"][-1]["reward_accuracy"] == last["reward_accuracy"]
     assert (dpo_run / "train" / "plots" / "reward_accuracy.png").is_file()
 
@@ -177,3 +179,21 @@ def test_two_processes_train_dpo_as_one_does(tmp_path):
             assert {k: a[k] for k in keys} == pytest.approx({k: b[k] for k in keys}, rel=1e-4, abs=1e-6)
     for name, tensor in weights(runs[1]).items():
         torch.testing.assert_close(weights(runs[2])[name], tensor, rtol=1e-4, atol=1e-5)
+
+
+def test_each_pair_holds_the_preferred_answer_first_and_scores_only_answers(dpo_run):
+    from tailor.labels import IGNORE
+    from tailor.spec.data import Fields
+    from tailor.tokenizer import Codec
+    from tailor.train.preference_batches import collate_preferences, encode_preferences
+
+    codec = Codec.load(dpo_run / "tokenizer")
+    record = {"q": "can you help me plan a trip?", "good": "gladly, let us plan it.", "bad": "no, plan it yourself."}
+    fields = Fields(input="q", output="good", rejected="bad")
+    batch = collate_preferences(encode_preferences([record], fields, codec, 64), codec.pad_id)
+    answers = [codec.decode([t for t in row.tolist() if t != IGNORE and t != codec.eos_id]) for row in batch["targets"][0]]
+    assert answers == [record["good"], record["bad"]]
+    assert "nll_targets" not in batch
+    with_prompt = collate_preferences(encode_preferences([record], fields, codec, 64, "all"), codec.pad_id, nll=True)
+    nll = [t for t in with_prompt["nll_targets"][0].tolist() if t != IGNORE and t != codec.eos_id]
+    assert "help me plan a trip?" in codec.decode(nll) and codec.decode(nll).endswith(record["good"])  # all but the first token

@@ -209,6 +209,8 @@ def train_loop(engine: Engine, train_batches: Callable[[int], Batch], val_batche
     """Run optimizer steps state.step..max_steps (or until time, early stopping or a NaN); return a summary."""
     run = _Run(engine, cfg, max_steps, checkpoints, monitor, state, extra_state)
     engine.model.train()
+    if state.step == 0 and engine.preference is not None:
+        run.before_training(val_batches)
     stopped = None
     while state.step < max_steps and stopped is None:
         stopped = run.step(train_batches, val_batches, max_time)
@@ -270,6 +272,16 @@ class _Run:
         best = f" · best {self.metric} {state.best:.4f}" if state.best is not None else ""
         self.monitor.show(done, f"loss {mean:.4f} · lr {lr:.2e} · {speed:,.0f} tok/s{best}")
         state.window_loss, state.window_steps, state.window_tokens, self.window_start = 0.0, 0, 0, now
+
+    def before_training(self, val_batches) -> None:
+        """Log the rewards of the untrained policy at step 0: the point a preference run's curves start from.
+
+        Neither the best value nor a checkpoint comes of it, so a resumed run (which skips it) is unchanged.
+        """
+        with self.engine.accelerator.autocast():
+            values = evaluate(self.engine.model, val_batches, self.cfg.eval_batches, self.engine.device,
+                              self.engine.preference)
+        self.monitor.write({"step": 0, "split": "validation", **values, "elapsed_s": 0.0})
 
     def validate(self, done: int, val_batches) -> tuple[str | None, bool]:
         """One validation pass: (a stop reason if the weights diverged, whether early stopping is due)."""
