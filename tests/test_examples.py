@@ -115,3 +115,20 @@ def test_tiny_lm_specs_train_an_lstm_and_a_transformer_on_the_same_text(tmp_path
     assert config["model_type"] == "tailor-recurrent" and config["cell"] == "lstm"
     completion = Generator(runs["lstm"]).complete("ROMEO:", max_new_tokens=8, temperature=0.8, seed=1)
     assert 1 <= completion.completion_tokens <= 8
+
+
+POLITE = ROOT / "examples" / "preference-polite"
+
+
+def test_preference_polite_data_is_what_its_generator_writes_and_its_specs_parse():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("polite_generate", POLITE / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    shipped = [json.loads(line) for line in (POLITE / "data" / "pairs.jsonl").read_text().splitlines()]
+    assert shipped == generate.pairs()
+    for name in ("spec.yaml", "spec-orpo.yaml"):
+        loaded = load_spec(POLITE / name)
+        assert loaded.train.objective == ("orpo" if "orpo" in name else "dpo")
+        assert loaded.data.fields.rejected == "rejected" and loaded.data.split.group == "task"
