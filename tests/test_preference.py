@@ -72,6 +72,8 @@ def test_the_spec_names_the_field_a_preference_objective_needs():
     with pytest.raises(ValidationError, match="'perplexity' is not measured with objective 'dpo'"):
         Spec.model_validate(merge(BASE_SPEC, merge(PREFERENCE, {
             "train": {"early_stopping": {"metric": "validation/perplexity"}}})))
+    with pytest.raises(ValidationError, match="tune.metric: 'reward_margin' is measured only by a preference"):
+        Spec.model_validate(merge(BASE_SPEC, {"tune": {"metric": "validation/reward_margin"}}))
     spec = Spec.model_validate(merge(BASE_SPEC, merge(PREFERENCE, {
         "train": {"early_stopping": {"metric": "validation/reward_accuracy"}}})))
     assert spec.train.preference.beta == 0.1 and spec.train.early_stopping.maximize

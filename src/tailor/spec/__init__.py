@@ -19,7 +19,7 @@ from tailor.spec.base import NAME_PATTERN, Strict
 from tailor.spec.data import Data, Source
 from tailor.spec.deploy import Deploy
 from tailor.spec.evaluate import METRICS, Evaluate
-from tailor.spec.metrics import TABLE, chosen_metrics
+from tailor.spec.metrics import TABLE, chosen_metrics, preference_metrics
 from tailor.spec.model import ARCH_TAGS, HEAD_FOR_OUTPUT, ModelSpec, TokenizerSpec, head_for
 from tailor.spec.problem import Problem, Target
 from tailor.spec.train import Train, Tune
@@ -67,6 +67,10 @@ class Spec(Strict):
     def _check_objective(self, kind: str) -> None:
         """A preference objective learns from prompt / preferred / rejected triples of a language model."""
         objective = self.train.objective
+        watched = self.tune.metric.rpartition("/")[2] if self.tune is not None else None
+        if watched in preference_metrics() and objective == "likelihood":
+            raise ValueError(f"tune.metric: {watched!r} is measured only by a preference objective "
+                             "(train.objective dpo or orpo)")
         if objective == "likelihood":
             return
         if kind != "text":

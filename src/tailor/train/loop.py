@@ -325,7 +325,7 @@ class _Run:
         state.window_loss += step_loss
         state.window_steps += 1
         state.window_tokens += n_tokens
-        if engine.preference is not None:
+        if engine.preference is not None:  # read after the loss, which already waited for the step
             for key, value in zip((*STATS, "pairs"), (*stats.tolist(), scored(batch))):
                 state.window_stats[key] = state.window_stats.get(key, 0.0) + value
         now = time.perf_counter()
