@@ -145,3 +145,20 @@ def test_chat_smollm2_data_is_reproducible_and_reads_as_conversations(tmp_path):
     examples = encode_chats(list(train.conversations), codec, 1024)
     assert all(json.loads(c)[0]["role"] == "system" for c in train.conversations)
     assert max(len(ids) for ids, _ in examples) < 320  # short enough for a few-minute CPU run
+
+
+POLITE = ROOT / "examples" / "preference-polite"
+
+
+def test_preference_polite_data_is_what_its_generator_writes_and_its_specs_parse():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("polite_generate", POLITE / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    shipped = [json.loads(line) for line in (POLITE / "data" / "pairs.jsonl").read_text().splitlines()]
+    assert shipped == generate.pairs()
+    for name in ("spec.yaml", "spec-orpo.yaml"):
+        loaded = load_spec(POLITE / name)
+        assert loaded.train.objective == ("orpo" if "orpo" in name else "dpo")
+        assert loaded.data.fields.rejected == "rejected" and loaded.data.split.group == "task"

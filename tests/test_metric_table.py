@@ -17,8 +17,9 @@ from tailor.spec.problem import Target
 from tailor.spec.train import EarlyStopping, Train, Tune
 from tailor.train.loop import improved
 
-EVALUATED = [name for name, m in TABLE.items() if "serving" not in m.outputs]
+EVALUATED = [name for name, m in TABLE.items() if not {"serving", "preference"} & set(m.outputs)]
 SERVED = [name for name, m in TABLE.items() if "serving" in m.outputs]
+TRAINED = [name for name, m in TABLE.items() if "preference" in m.outputs]  # a dpo/orpo validation pass's rewards
 
 
 def test_every_evaluated_metric_has_a_formula_and_every_formula_a_table_entry():
@@ -59,6 +60,18 @@ def test_tune_early_stopping_compare_report_retrain_and_ablation_agree(name):
                   "high": max(0.5, 1.5) * (better - worse), "p_value": 0.01}}}],
         "seeds": 1, "metrics": [key]}, None)
     assert "class='met'" in html and "class='unmet'" not in html
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_preference_rewards_steer_tune_and_early_stopping_the_table_s_way(name):
+    higher = TABLE[name].higher_is_better
+    key = f"validation/{name}"
+    better, worse = (2.0, 1.0) if higher else (1.0, 2.0)
+    assert key in loop_keys()
+    assert Tune(metric=key).goal == ("maximize" if higher else "minimize")
+    train = Train(objective="dpo", early_stopping=EarlyStopping(metric=key))
+    assert improved(better, worse, train) and not improved(worse, better, train)
+    assert winner(key, +1.0) == ("b" if higher else "a")
 
 
 @pytest.mark.parametrize("name", SERVED + ["p95_latency_ms"])

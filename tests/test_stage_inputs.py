@@ -60,6 +60,7 @@ UNVARIABLE = {
     "model.base": "a pretrained base reads its own tokenizer", "model.arch.family": "each family has its own fields",
     "deploy.serve.tls_cert": "certificate and key come together", "deploy.serve.tls_key": "likewise",
     "deploy.monitor.alerts.0.below": "exactly one of above and below",
+    "train.objective": "a preference objective (dpo, orpo) needs data.fields.rejected with it",
     "data.sources.0.type": "each source type has its own fields",
     "model.adapt.lora": "LoRA and freeze exclude each other (the rich spec freezes)",
 }

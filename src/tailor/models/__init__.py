@@ -169,6 +169,18 @@ def _output_layer_at(model: nn.Module, at: torch.Tensor):
         handle.remove()
 
 
+def lm_logits(model: nn.Module, input_ids: torch.Tensor, scored_at: torch.Tensor | None = None) -> torch.Tensor:
+    """A language model's logits: (B, T, vocab), or (N, vocab) at the flat positions `scored_at`."""
+    if isinstance(backbone_of(unwrap(model)), Backbone):
+        return model(input_ids, scored_at=scored_at)[0]
+    gather = scored_at is not None and not hasattr(model, "_orig_mod")  # a compiled graph would not see the hook
+    with _output_layer_at(model, scored_at) if gather else contextlib.nullcontext():
+        logits = model(input_ids=input_ids, use_cache=False).logits
+    if scored_at is not None and not gather:
+        logits = logits.flatten(0, -2).index_select(0, scored_at)
+    return logits
+
+
 def compute_loss(model: nn.Module, batch: dict[str, torch.Tensor], objective: Objective | None = None,
                  scored: int | None = None,
                  scored_at: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:

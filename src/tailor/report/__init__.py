@@ -60,6 +60,23 @@ def loss_plot(rows: list[dict]) -> bytes | None:
     return png(fig)
 
 
+def preference_part(preference: dict | None) -> str:
+    """The preference objective of the run and its held-out rewards at the first and last validation passes."""
+    if not preference:
+        return ""
+    rows = [[r["step"], _num(r["loss"]), _num(r["reward_accuracy"]), _num(r["reward_margin"]),
+             _num(r["reward_chosen"]), _num(r["reward_rejected"]), r["pairs"]] for r in preference.get("validation", [])]
+    return (f"<h3>Preference tuning</h3><p>Objective {preference['objective']} (beta {preference['beta']:g}); "
+            f"reference: {preference['reference']}. Reward accuracy is the share of held-out pairs whose "
+            "preferred answer has the higher reward; the margin is the mean preferred minus rejected reward.</p>"
+            + table(["step", "validation loss", "reward accuracy", "reward margin", "chosen reward",
+                     "rejected reward", "pairs"], rows))
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
 def training_section(train_dir: Path, model_dir: Path, project: Path, out_dir: Path) -> str:
     train = json.loads((train_dir / "summary.json").read_text())
     model = json.loads((model_dir / "report.json").read_text())
@@ -75,6 +92,7 @@ def training_section(train_dir: Path, model_dir: Path, project: Path, out_dir: P
     if tuning.is_file():  # the study `tailor tune` ran for this spec: its trials table and plot
         body = tuning.read_text(encoding="utf-8")
         out += "<h3>Tuning</h3>" + body[body.index("<p>"):body.rindex("</body>")]
+    out += preference_part(train.get("preference"))
     return out + table(["steps", "seconds", "tokens/s", "stopped by", "device", "parameters"],
                        [[train["steps"], train["seconds"], train["tokens_per_s"], train["stopped_by"], train["device"],
                          model["parameters"]]])

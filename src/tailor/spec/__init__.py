@@ -19,7 +19,7 @@ from tailor.spec.base import NAME_PATTERN, Strict
 from tailor.spec.data import Data, Source
 from tailor.spec.deploy import Deploy
 from tailor.spec.evaluate import METRICS, Evaluate
-from tailor.spec.metrics import TABLE, chosen_metrics
+from tailor.spec.metrics import TABLE, chosen_metrics, preference_metrics
 from tailor.spec.model import ARCH_TAGS, HEAD_FOR_OUTPUT, ModelSpec, TokenizerSpec, head_for
 from tailor.spec.problem import Problem, Target
 from tailor.spec.train import Train, Tune
@@ -61,7 +61,25 @@ class Spec(Strict):
         if self.tokenizer.type == "pretrained" and self.tokenizer.source is None and self.model.base == "scratch":
             raise ValueError("tokenizer.type pretrained needs tokenizer.source (or a pretrained model.base)")
         self._check_model(kind, pairs)
+        self._check_objective(kind)
         return self
+
+    def _check_objective(self, kind: str) -> None:
+        """A preference objective learns from prompt / preferred / rejected triples of a language model."""
+        objective = self.train.objective
+        watched = self.tune.metric.rpartition("/")[2] if self.tune is not None else None
+        if watched in preference_metrics() and objective == "likelihood":
+            raise ValueError(f"tune.metric: {watched!r} is measured only by a preference objective "
+                             "(train.objective dpo or orpo)")
+        if objective == "likelihood":
+            return
+        if kind != "text":
+            raise ValueError(f"train.objective: {objective!r} tunes a language model (problem.output: text), "
+                             f"not a {kind!r} head")
+        if self.data.fields.rejected is None:
+            raise ValueError(f"data.fields.rejected: train.objective {objective!r} learns from preference pairs; "
+                             "name the field of the rejected answer beside input (the prompt) and output (the "
+                             "preferred answer), e.g. {input: prompt, output: chosen, rejected: rejected}")
 
     def _check_model(self, kind: str, pairs: bool) -> None:
         """The head fits problem.output, the data has a label field, a pretrained base reads its own tokens."""

@@ -163,7 +163,8 @@ Source = Annotated[Union[tuple(k.options for k in SOURCES.values())], Field(disc
 
 class Fields(Strict):
     """Which record fields the model reads: `text` for a corpus, `input` + `output` pairs (output: the label
-    for label problems), or `messages`: conversations (chat data)."""
+    for label problems), with `rejected` beside them for preference pairs (output is then the preferred
+    answer), or `messages`: conversations (chat data)."""
 
     text: str | None = None
     input: str | None = None
@@ -174,6 +175,8 @@ class Fields(Strict):
     chat_format: Literal["auto", "openai", "sharegpt", "alpaca"] = Field(
         "auto", description="how `messages` is written; auto: by its keys (role/from), or Alpaca where a "
                             "record has `instruction` instead")
+    rejected: str | None = Field(None, description="preference pairs (train.objective dpo/orpo): the dispreferred "
+                                                    "answer; `output` holds the preferred one, `input` the prompt")
 
     @model_validator(mode="after")
     def _shape(self) -> Fields:
@@ -186,11 +189,17 @@ class Fields(Strict):
                              "`messages` (conversations)")
         if self.messages is None and self.chat_format != "auto":
             raise ValueError("`chat_format` says how `messages` is written: set `messages` too")
+        if self.rejected is not None and self.input is None:
+            raise ValueError("rejected: preference pairs need `input` (the prompt) and `output` (the preferred "
+                             "answer), not `text` or `messages`")
+        if self.rejected is not None and self.rejected in (self.input, self.output):
+            raise ValueError(f"rejected: {self.rejected!r} is also the input or output field; the rejected answer "
+                             "needs a field of its own, e.g. {input: prompt, output: chosen, rejected: rejected}")
         return self
 
     @property
     def used(self) -> list[str]:
-        return [f for f in (self.text, self.input, self.output, self.messages) if f is not None]
+        return [f for f in (self.text, self.input, self.output, self.messages, self.rejected) if f is not None]
 
     @property
     def answered(self) -> bool:

@@ -17,7 +17,8 @@ SPLITS = ("train", "validation", "test")
 @dataclass(frozen=True)
 class Metric:
     name: str
-    outputs: tuple[str, ...]       # problem.output kinds it is measured for ("serving": measured by the server)
+    outputs: tuple[str, ...]       # problem.output kinds it is measured for ("serving": measured by the server,
+                                   # "preference": by the training loop of a dpo/orpo objective only)
     columns: tuple[str, ...]       # per-example columns of predictions.parquet it aggregates
     aggregate: str                 # the formula's name in tailor.evaluate.metrics.AGGREGATES
     higher_is_better: bool
@@ -35,6 +36,7 @@ _LM = ("text",)
 _TASKS = ("label", "token-labels")
 _ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 _AVERAGES = ("macro", "micro", "weighted")
+_PREFERENCE = ("preference",)
 
 TABLE: dict[str, Metric] = {m.name: m for m in [
     Metric("loss", OUTPUTS, ("nll", "tokens"), "ratio", False, "nats per scored token (squared error for scores)",
@@ -58,6 +60,16 @@ TABLE: dict[str, Metric] = {m.name: m for m in [
     Metric("mae", ("score",), ("score_true", "score_pred"), "score_error", False, "units of the score"),
     Metric("r2", ("score",), ("score_true", "score_pred"), "r2", True, "coefficient of determination, at most 1"),
     Metric("pearson", ("score",), ("score_true", "score_pred"), "pearson", True, "correlation -1..1"),
+    # measured at each validation pass of a preference objective (train.objective dpo/orpo), as TRL logs them
+    # (rewards/accuracies, rewards/margins, rewards/chosen, rewards/rejected); a reward is beta x the answer's
+    # log-probability ratio to the reference model (dpo) or beta x its mean log-probability (orpo)
+    Metric("reward_accuracy", _PREFERENCE, (), "preference", True, "share of pairs whose preferred answer has the "
+           "higher reward 0-1", in_loop=True),
+    Metric("reward_margin", _PREFERENCE, (), "preference", True, "mean preferred minus rejected reward (nats x beta)",
+           in_loop=True),
+    Metric("reward_chosen", _PREFERENCE, (), "preference", True, "mean reward of the preferred answers", in_loop=True),
+    Metric("reward_rejected", _PREFERENCE, (), "preference", False, "mean reward of the rejected answers",
+           in_loop=True),
     # measured by a running server (tailor serve), for alert rules
     Metric("error_rate", ("serving",), (), "server", False, "share of requests answered 5xx"),
     Metric("drift_psi", ("serving",), (), "server", False, "population stability index of inputs"),
@@ -103,6 +115,11 @@ def generated() -> frozenset[str]:
 def loop_keys() -> tuple[str, ...]:
     """Flat keys measured at every validation pass of training: what early stopping and pruning can watch."""
     return tuple(f"validation/{name}" for name, m in TABLE.items() if m.in_loop)
+
+
+def preference_metrics() -> tuple[str, ...]:
+    """Names of the metrics only a preference objective's validation pass measures (besides its loss)."""
+    return tuple(name for name, m in TABLE.items() if m.outputs == _PREFERENCE)
 
 
 def chosen_metrics(evaluate_metrics: list[str] | None, output: str, pairs: bool, targets: list) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from tailor.spec.base import Duration, Strict
-from tailor.spec.metrics import SPLITS, TABLE, higher_is_better, loop_keys, metric
+from tailor.spec.metrics import SPLITS, TABLE, higher_is_better, loop_keys, metric, preference_metrics
 
 
 class Optimizer(Strict):
@@ -29,6 +29,16 @@ class Loss(Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
     class_weights: dict[str, float] | None = Field(
         None, description="classification: label -> weight in the cross-entropy (unlisted labels weigh 1)")
+
+
+class Preference(Strict):
+    """train.objective dpo or orpo: how strongly the preference term pulls (TRL's defaults)."""
+
+    beta: float = Field(0.1, gt=0, description="dpo: the KL weight beta (TRL DPOConfig: 0.1); orpo: the odds-ratio "
+                                               "weight lambda (TRL ORPOConfig.beta: 0.1)")
+
+
+PREFERENCE_OBJECTIVES = ("dpo", "orpo")
 
 
 class EarlyStopping(Strict):
@@ -71,6 +81,10 @@ class Train(Strict):
     optimizer: Optimizer = Field(default_factory=Optimizer)
     schedule: Schedule = Field(default_factory=Schedule)
     loss: Loss = Field(default_factory=Loss)
+    objective: Literal["likelihood", "dpo", "orpo"] = Field(
+        "likelihood", description="likelihood: the head's own loss (next-token or label cross-entropy, squared "
+                                  "error); dpo, orpo: preference pairs (data.fields.rejected)")
+    preference: Preference = Field(default_factory=Preference)
     batch_size: int | Literal["auto"] = Field(32, description="examples per optimizer step (all processes); auto: planned")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step (batch_size is split among them)")
     max_steps: int | Literal["auto"] = Field(
@@ -101,6 +115,17 @@ class Train(Strict):
             value = getattr(self, key)
             if value != "auto" and value < 1:
                 raise ValueError(f"{key} must be at least 1 or 'auto', got {value}")
+        if self.early_stopping is not None:
+            name = self.early_stopping.metric.split("/", 1)[1]
+            preference = self.objective in PREFERENCE_OBJECTIVES
+            if name != "loss" and (name in preference_metrics()) != preference:
+                allowed = (("loss",) + preference_metrics()) if preference else \
+                    tuple(k.split("/", 1)[1] for k in loop_keys() if k.split("/", 1)[1] not in preference_metrics())
+                raise ValueError(f"early_stopping.metric: {name!r} is not measured with objective "
+                                 f"{self.objective!r}; expected validation/ + one of {', '.join(allowed)}")
+        if self.objective in PREFERENCE_OBJECTIVES and self.packing:
+            raise ValueError(f"packing: the {self.objective} objective scores each answer as a whole sequence; "
+                             "set packing: false")
         if self.batch_size != "auto" and self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of grad_accum ({self.grad_accum})")
         return self

@@ -22,7 +22,7 @@ from tailor.artifacts import atomic_write_json, link_tree
 from tailor.spec.data import Fields
 from tailor.spec.model import Adapt
 from tailor.spec.problem import Constraints
-from tailor.spec.train import Train
+from tailor.spec.train import PREFERENCE_OBJECTIVES, Train
 from tailor.stage import Stage
 
 __all__ = ["run_train", "model_card", "STAGE"]
@@ -104,18 +104,48 @@ def _setup(cfg: Train, adapt: Adapt, fields: Fields, output: str, constraints: C
     max_time = cfg.max_time if cfg.max_time is not None else constraints.time_budget
 
     def batches_for(records: list[dict], size: int):
+        if cfg.objective in PREFERENCE_OBJECTIVES:
+            from tailor.train.preference_batches import preference_batches
+
+            return preference_batches(records, fields, codec, block, size, cfg.seed, cfg.loss_on)
         return make_batches(records, codec, block, size, cfg.seed, fields=fields, output=output, labels=labels,
                             loss_on=cfg.loss_on, packing=cfg.packing)
 
     plan = _plan(cfg, constraints, work, model, lambda m: make_optimizer(m, cfg.optimizer),
                  lambda n: batches_for(train_records, n), lambda n: batches_for(val_records, n), acc, max_time,
-                 len(train_records), console)
+                 len(train_records), console, _planning_preference(cfg, model))
     train_batches = batches_for(train_records, plan["batch_size"])
     # freezing, gradual unfreezing, layer-wise rates, LoRA (tailor.models.adapt)
     adapted = prepare(model, adapt, cfg.optimizer.weight_decay,
                       {"steps": 1, "epochs": getattr(train_batches, "per_epoch", 1)})
     return _Setup(acc, console, codec, adapted.model, labels, plan, plan.get("budget_seconds") or max_time,
                   train_batches, batches_for(val_records, plan["batch_size"]), adapted, notes)
+
+
+def _planning_preference(cfg: Train, model: torch.nn.Module):
+    """The preference objective the plan times: the run's, with the untrained model standing in as reference."""
+    if cfg.objective not in PREFERENCE_OBJECTIVES:
+        return None
+    from tailor.models.preference import Preference, answer_logps
+
+    return Preference(cfg.objective, cfg.preference.beta, lambda ids, t: answer_logps(model, ids, t)[0])
+
+
+def _preference(cfg: Train, wrapped: torch.nn.Module, lora: bool, model_dir: Path, device):
+    """The run's preference objective (None for likelihood); a DPO reference that costs no copy under LoRA."""
+    if cfg.objective not in PREFERENCE_OBJECTIVES:
+        return None
+    from tailor.models import load_model
+    from tailor.models.preference import Preference, adapters_off, frozen_copy
+
+    beta = cfg.preference.beta
+    if cfg.objective == "orpo":
+        return Preference("orpo", beta, None, "none: ORPO needs no reference model")
+    if lora:
+        return Preference("dpo", beta, adapters_off(wrapped), "the base model with its LoRA adapters switched off")
+    # the model stage's weights: the same initial model at every (re)start, so a resumed run scores alike
+    return Preference("dpo", beta, frozen_copy(load_model(model_dir).to(device)),
+                      "a frozen copy of the initial weights (the model stage's), held beside the trained model")
 
 
 def run_train(out: Path, *, train: Train, adapt: Adapt, fields: Fields, output: str, constraints: Constraints,
@@ -160,7 +190,8 @@ def run_train(out: Path, *, train: Train, adapt: Adapt, fields: Fields, output: 
             state = LoopState(**checkpoints.load(good, wrapped, optimizer)["loop"])
             if main:
                 s.console.print(f"resuming from {good} (step {state.step} of {plan['max_steps']})")
-        engine = Engine(wrapped, model, optimizer, acc, objective, s.adapted.on_step)
+        preference = _preference(cfg, wrapped, s.adapted.summary["lora"], model_dir, acc.device)
+        engine = Engine(wrapped, model, optimizer, acc, objective, s.adapted.on_step, preference)
         params = {"batch_size": plan["batch_size"], "max_steps": plan["max_steps"], "optimizer": cfg.optimizer.name,
                   "lr": cfg.optimizer.lr, "precision": cfg.precision, "processes": acc.num_processes}
         monitor = Monitor(work, state.step, plan["max_steps"], cfg.tracking.tensorboard, cfg.tracking.mlflow_uri,
@@ -179,6 +210,9 @@ def run_train(out: Path, *, train: Train, adapt: Adapt, fields: Fields, output: 
             model.load_state_dict(weights)
     if not main:
         return summary
+    if preference is not None:
+        summary["preference"] = {"objective": preference.kind, "beta": preference.beta,
+                                 "reference": preference.reference_kind}
     _finish(model, s, summary, out_dir, work, tokenizer_dir, model_card(name, fields, output))
     return summary
 
@@ -202,6 +236,10 @@ def _finish(model, s: _Setup, summary: dict, out_dir: Path, work: Path, tokenize
             elif src.is_file():
                 shutil.copy2(src, out_dir / name)
     rows = [json.loads(x) for x in (work / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    if "preference" in summary:  # the rewards at the first and last validation passes, for the report
+        passes = [r for r in rows if r["split"] == "validation"]
+        keep = ("step", "loss", "reward_accuracy", "reward_margin", "reward_chosen", "reward_rejected", "pairs")
+        summary["preference"]["validation"] = [{k: r.get(k) for k in keep} for r in passes[:1] + passes[1:][-1:]]
     (out_dir / "plots").mkdir(exist_ok=True)
     for name, png in curve_pngs(rows).items():
         (out_dir / "plots" / f"{name}.png").write_bytes(png)
@@ -215,7 +253,7 @@ def _finish(model, s: _Setup, summary: dict, out_dir: Path, work: Path, tokenize
 
 
 def _plan(cfg: Train, constraints: Constraints, work: Path, model, new_optimizer, train_for, val_for, acc, max_time,
-          n_train: int, console: Console) -> dict:
+          n_train: int, console: Console, preference=None) -> dict:
     """The batch size and step count: from the spec, or measured and chosen once (plan.json) and then reused."""
     from tailor.train.distributed import broadcast_text
     from tailor.train.plan import CANDIDATES, choose_plan, default_memory_limit, measure, time_eval
@@ -231,9 +269,9 @@ def _plan(cfg: Train, constraints: Constraints, work: Path, model, new_optimizer
             sizes = [s for s in CANDIDATES if s <= max(n_train, CANDIDATES[0]) and s % cfg.grad_accum == 0]
         else:
             sizes = [cfg.batch_size]
-        measured = measure(model, new_optimizer, train_for, sizes, acc.device, acc.autocast)
+        measured = measure(model, new_optimizer, train_for, sizes, acc.device, acc.autocast, preference=preference)
         probe_size = max(sizes)
-        eval_seconds = time_eval(model, val_for(probe_size), cfg.eval_batches, acc.device)
+        eval_seconds = time_eval(model, val_for(probe_size), cfg.eval_batches, acc.device, preference)
         spent = time.perf_counter() - start
         budget = max_time - spent if max_time is not None else None
         memory = default_memory_limit(acc.device, constraints.max_memory)

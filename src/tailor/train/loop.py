@@ -24,6 +24,7 @@ from tailor.spec.metrics import better
 from tailor.spec.train import Train
 from tailor.train.checkpoint import Checkpoints
 from tailor.models.losses import IGNORE, Objective
+from tailor.models.preference import STATS, Preference, preference_loss, preference_metrics
 from tailor.train.monitor import Monitor
 from tailor.train.optim import set_lr
 from tailor.train.schedule import lr_at
@@ -48,6 +49,7 @@ class LoopState:
     window_loss: float = 0.0      # sums over the steps since the last logged row
     window_steps: int = 0
     window_tokens: int = 0
+    window_stats: dict[str, float] = field(default_factory=dict)  # preference objectives: sums of STATS and pairs
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Engine:
     accelerator: object           # accelerate.Accelerator
     objective: Objective = field(default_factory=Objective)
     on_step: Callable[[int], None] | None = None  # a head's per-step hook (e.g. gradual unfreezing)
+    preference: Preference | None = None          # train.objective dpo/orpo: pairs instead of the head's loss
 
     @property
     def device(self) -> torch.device:
@@ -80,8 +83,10 @@ def targets_of(batch: Batch) -> torch.Tensor:
 
 
 def scored(batch: Batch) -> int:
-    """How many positions (or examples) of a batch carry a loss."""
+    """How many positions (or examples, or preference pairs) of a batch carry a loss."""
     t = targets_of(batch)
+    if t.dim() == 3:  # preference pairs (B, 2, T): each pair is one term of the loss
+        return t.shape[0]
     return int((t != IGNORE).sum()) if not t.is_floating_point() else t.shape[0]
 
 
@@ -95,6 +100,11 @@ def trim(batch: Batch) -> Batch:
     if "targets" not in batch:
         return batch
     t = batch["targets"]
+    if t.dim() == 3:  # preference pairs: input_ids, targets (B, 2, T) and nll_targets (B, T)
+        scoring = torch.cat([t.reshape(-1, t.shape[-1]), batch.get("nll_targets", t[:0, 0])])
+        used = (scoring != IGNORE).any(dim=0).nonzero()
+        width = int(used.max()) + 1 if len(used) else 1
+        return {k: v[..., :width] for k, v in batch.items()}
     used = (t != IGNORE).any(dim=0).nonzero()
     width = int(used.max()) + 1 if len(used) else 1
     if width == t.shape[1]:
@@ -107,11 +117,17 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches, limit: int | None, device: torch.device) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, batches, limit: int | None, device: torch.device,
+             preference: Preference | None = None) -> dict[str, float]:
     """Mean loss per scored position over the first `limit` evaluation batches (None: all), perplexity,
-    and accuracy (argmax equals the target) for token and label heads."""
+    and accuracy (argmax equals the target) for token and label heads; for a preference objective the
+    mean loss per pair and the reward statistics (tailor.models.preference.STATS)."""
     was_training = model.training
     model.eval()
+    if preference is not None:
+        values = preference_metrics(model, (trim(b) for b in batches.eval_batches(limit)), preference, device=device)
+        model.train(was_training)
+        return values
     total, count, hits = 0.0, 0, 0
     for batch in batches.eval_batches(limit):
         batch = to_device(batch, device)
@@ -133,8 +149,10 @@ def evaluate_loss(model: torch.nn.Module, batches, limit: int | None, device: to
     return values["loss"], int(values["tokens"])
 
 
-def _train_step(engine: Engine, batch: Batch, cfg: Train) -> tuple[torch.Tensor, int]:
-    """Forward and backward over this rank's micro-batches; returns (mean loss of the global batch, tokens).
+def _train_step(engine: Engine, batch: Batch, cfg: Train) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """Forward and backward over this rank's micro-batches: (mean loss of the global batch, tokens, STATS sums).
+
+    The STATS sums (a preference objective's rewards, over the global batch's pairs) are zeros otherwise.
 
     The loss stays on the device (reading it waits for the backward pass), and scored positions are
     counted on the host, so that nothing in the step waits for the accelerator.
@@ -144,27 +162,33 @@ def _train_step(engine: Engine, batch: Batch, cfg: Train) -> tuple[torch.Tensor,
     mine = torch.tensor_split(torch.arange(len(targets_of(batch))), engine.world)[engine.rank]
     micro = [m for m in torch.tensor_split(mine, cfg.grad_accum) if len(m)]
     loss_sum = torch.zeros((), device=engine.device, dtype=torch.float64)
+    stats = torch.zeros(len(STATS), device=engine.device, dtype=torch.float64)
     tokens = 0
     for i, rows in enumerate(micro):
         mb = trim(take_rows(batch, rows))
         # where next-token targets score only some positions (answers after prompts), the output layer
         # runs only there; found on the host, like n, so that the step never waits for the device
-        at = scored_positions(mb["targets"]) if "targets" in mb else None
+        at = scored_positions(mb["targets"]) if "targets" in mb and engine.preference is None else None
         n = scored(mb) if at is None else len(at)
         mb = to_device(mb, engine.device)
         at = at.to(engine.device, non_blocking=True) if at is not None else None
         sync = contextlib.nullcontext() if i == len(micro) - 1 else acc.no_sync(model)
         with sync, acc.autocast():
-            _, loss, n = compute_loss(model, mb, engine.objective, n, at)
-            # weight by this micro-batch's share of the scored positions; DDP averages over ranks
+            if engine.preference is not None:
+                loss, n, sums = preference_loss(model, mb, engine.preference)
+                stats += torch.stack([sums[k] for k in STATS]).double()
+            else:
+                _, loss, n = compute_loss(model, mb, engine.objective, n, at)
+            # weight by this micro-batch's share of the scored positions (or pairs); DDP averages over ranks
             acc.backward(loss * (n * engine.world / n_global))
         loss_sum += loss.detach().double() * n
         tokens += mb["input_ids"].numel()
     if engine.world > 1:
-        both = torch.stack([loss_sum, torch.tensor(float(tokens), device=engine.device, dtype=torch.float64)])
+        both = torch.cat([loss_sum[None], stats,
+                          torch.tensor([float(tokens)], device=engine.device, dtype=torch.float64)])
         both = acc.reduce(both, reduction="sum")
-        return both[0] / n_global, int(both[1].item())
-    return loss_sum / n_global, tokens
+        loss_sum, stats, tokens = both[0], both[1:-1], int(both[-1].item())
+    return loss_sum / n_global, tokens, stats
 
 
 def improved(value: float, best: float | None, cfg: Train) -> bool:
@@ -185,6 +209,8 @@ def train_loop(engine: Engine, train_batches: Callable[[int], Batch], val_batche
     """Run optimizer steps state.step..max_steps (or until time, early stopping or a NaN); return a summary."""
     run = _Run(engine, cfg, max_steps, checkpoints, monitor, state, extra_state)
     engine.model.train()
+    if state.step == 0 and engine.preference is not None:
+        run.before_training(val_batches)
     stopped = None
     while state.step < max_steps and stopped is None:
         stopped = run.step(train_batches, val_batches, max_time)
@@ -238,17 +264,30 @@ class _Run:
         state = self.state
         speed = state.window_tokens / max(now - self.window_start, 1e-9)
         mean = state.window_loss / state.window_steps
-        self.monitor.write({"step": done, "split": "train", "loss": mean, "lr": lr, "tokens": state.tokens,
+        pairs = state.window_stats.pop("pairs", 0)
+        rewards = {k: v / pairs for k, v in state.window_stats.items()} if pairs else {}
+        self.monitor.write({"step": done, "split": "train", "loss": mean, **rewards, "lr": lr, "tokens": state.tokens,
                             "tokens_per_s": round(speed, 1), "elapsed_s": round(self.elapsed(now), 3)})
+        state.window_stats = {}
         best = f" · best {self.metric} {state.best:.4f}" if state.best is not None else ""
         self.monitor.show(done, f"loss {mean:.4f} · lr {lr:.2e} · {speed:,.0f} tok/s{best}")
         state.window_loss, state.window_steps, state.window_tokens, self.window_start = 0.0, 0, 0, now
+
+    def before_training(self, val_batches) -> None:
+        """Log the rewards of the untrained policy at step 0: the point a preference run's curves start from.
+
+        Neither the best value nor a checkpoint comes of it, so a resumed run (which skips it) is unchanged.
+        """
+        with self.engine.accelerator.autocast():
+            values = evaluate(self.engine.model, val_batches, self.cfg.eval_batches, self.engine.device,
+                              self.engine.preference)
+        self.monitor.write({"step": 0, "split": "validation", **values, "elapsed_s": 0.0})
 
     def validate(self, done: int, val_batches) -> tuple[str | None, bool]:
         """One validation pass: (a stop reason if the weights diverged, whether early stopping is due)."""
         engine, cfg, state = self.engine, self.cfg, self.state
         with engine.accelerator.autocast():
-            values = evaluate(engine.model, val_batches, cfg.eval_batches, engine.device)
+            values = evaluate(engine.model, val_batches, cfg.eval_batches, engine.device, engine.preference)
         self.monitor.write({"step": done, "split": "validation", **values,
                             "elapsed_s": round(self.elapsed(time.perf_counter()), 3)})
         if (hook := VALIDATION_HOOK.get()) is not None:
@@ -270,7 +309,8 @@ class _Run:
         if engine.on_step is not None:
             engine.on_step(step)
         torch.manual_seed(cfg.seed * 1_000_003 + step * 1_009 + engine.rank)  # dropout: a function of the step
-        loss_on_device, n_tokens = _train_step(engine, train_batches(step), cfg)
+        batch = train_batches(step)
+        loss_on_device, n_tokens, stats = _train_step(engine, batch, cfg)
         if cfg.grad_clip:
             acc.clip_grad_norm_(engine.model.parameters(), cfg.grad_clip)
         engine.optimizer.step()
@@ -285,6 +325,9 @@ class _Run:
         state.window_loss += step_loss
         state.window_steps += 1
         state.window_tokens += n_tokens
+        if engine.preference is not None:  # read after the loss, which already waited for the step
+            for key, value in zip((*STATS, "pairs"), (*stats.tolist(), scored(batch))):
+                state.window_stats[key] = state.window_stats.get(key, 0.0) + value
         now = time.perf_counter()
         if done % self.log_every == 0 or done == self.max_steps:
             self.log(done, lr, now)

@@ -109,10 +109,17 @@ def _saved_bytes(run: Callable[[], torch.Tensor], params: set[int]) -> tuple[tor
 
 
 def measure(model: torch.nn.Module, make_optimizer: Callable, batches_for: Callable[[int], Callable],
-            sizes: list[int], device: torch.device, autocast, steps: int = 3) -> list[Measurement]:
-    """Time `steps` optimizer steps (after one warm-up) for each batch size on a copy of the model."""
+            sizes: list[int], device: torch.device, autocast, steps: int = 3, preference=None) -> list[Measurement]:
+    """Time `steps` optimizer steps (after one warm-up) for each batch size on a copy of the model.
+
+    preference: the run's tailor.models.preference.Preference, whose loss (and reference pass) is timed instead.
+    """
     from tailor.models import compute_loss
+    from tailor.models.preference import preference_loss
     from tailor.train.loop import to_device
+
+    def loss_of(probe, batch):
+        return compute_loss(probe, batch)[1] if preference is None else preference_loss(probe, batch, preference)[0]
 
     out = []
     state_per_param = 16  # bytes per fp32 weight: itself, its gradient, two AdamW moments
@@ -127,7 +134,7 @@ def measure(model: torch.nn.Module, make_optimizer: Callable, batches_for: Calla
             batch = to_device(batches(step), device)
             start = time.perf_counter()
             with autocast():
-                loss, saved = _saved_bytes(lambda: compute_loss(probe, batch)[1], params)
+                loss, saved = _saved_bytes(lambda: loss_of(probe, batch), params)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -140,10 +147,10 @@ def measure(model: torch.nn.Module, make_optimizer: Callable, batches_for: Calla
     return out
 
 
-def time_eval(model: torch.nn.Module, val_batches, limit: int, device: torch.device) -> float:
+def time_eval(model: torch.nn.Module, val_batches, limit: int, device: torch.device, preference=None) -> float:
     """Seconds one validation pass takes."""
     from tailor.train.loop import evaluate
 
     start = time.perf_counter()
-    evaluate(model, val_batches, limit, device)
+    evaluate(model, val_batches, limit, device, preference)
     return time.perf_counter() - start
