@@ -60,6 +60,7 @@ UNVARIABLE = {
     "deploy.monitor.alerts.0.below": "exactly one of above and below",
     "data.sources.0.type": "each source type has its own fields",
     "model.adapt.lora": "LoRA and freeze exclude each other (the rich spec freezes)",
+    "train.schedule.warmup_ratio": "warmup_steps and warmup_ratio exclude each other (the base spec gives steps)",
 }
 
 

@@ -97,6 +97,9 @@ class Lora(Strict):
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] | Literal["auto"] = Field(
         "auto", description="names of the linear layers to adapt; auto: the attention projections")
+    quantize: Literal["none", "nf4"] = Field(
+        "none", description="nf4: QLoRA, the frozen base held in 4-bit NormalFloat (bitsandbytes) with bf16 "
+        "compute; needs a CUDA GPU and `pip install bitsandbytes`")
 
 
 class Adapt(Strict):

@@ -104,8 +104,9 @@ def make_study(spec: Spec, runs_dir: Path):
     if cfg.pruner == "median":
         pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
     elif cfg.pruner == "hyperband":
-        max_steps = train.max_steps if train.max_steps != "auto" else 10 * train.eval_every
-        pruner = optuna.pruners.HyperbandPruner(min_resource=train.eval_every, max_resource=max_steps)
+        every = train.eval_interval(train.max_steps) if train.max_steps != "auto" else train.eval_interval(1000)
+        max_steps = train.max_steps if train.max_steps != "auto" else 10 * every
+        pruner = optuna.pruners.HyperbandPruner(min_resource=every, max_resource=max_steps)
     else:
         pruner = optuna.pruners.NopPruner()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
