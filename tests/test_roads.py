@@ -140,3 +140,18 @@ def test_qlora_without_a_cuda_gpu_says_what_it_needs(tmp_path):
                          text=True, cwd=tmp_path)
     assert res.returncode != 0
     assert "model.adapt.lora.quantize: nf4" in res.stderr + res.stdout and "CUDA GPU" in res.stderr + res.stdout
+
+
+def test_an_ablation_variant_or_tuning_trial_on_another_road_gets_that_roads_defaults():
+    from tailor.studies.ablation import variant_spec
+    from tailor.studies.tune import with_values
+
+    scratch = spec_of(LABELS)
+    tuned = variant_spec(scratch, {"model.base": "minilm-l6"}, 0, "evaluate.ablation.variants[0]")
+    assert (tuned.road, tuned.tokenizer.type, tuned.train.optimizer.lr) == ("full fine-tune", "pretrained", 5e-5)
+    fine = spec_of(merge(LABELS, {"model": {"base": "minilm-l6"}}))
+    lora = variant_spec(fine, {"model.adapt.lora": {"r": 4}}, 1, "evaluate.ablation.variants[0]")
+    assert (lora.road, lora.train.optimizer.lr, lora.train.schedule.warmup_ratio) == ("LoRA", 2e-4, 0.03)
+    trial = with_values(fine, {"train.optimizer.weight_decay": 0.05})
+    assert (trial.train.optimizer.weight_decay, trial.train.optimizer.lr) == (0.05, 5e-5)
+    assert variant_spec(fine, {}, 0, "x").train == fine.train  # the baseline arm is the spec itself

@@ -25,7 +25,7 @@ from tailor.spec.problem import Problem, Target
 from tailor.spec.roads import apply_road, road_of
 from tailor.spec.train import Train, Tune
 
-__all__ = ["Spec", "load_spec", "parse_spec", "dump_spec", "show_spec", "spec_hash", "Target"]
+__all__ = ["Spec", "load_spec", "parse_spec", "dump_spec", "show_spec", "open_tree", "spec_hash", "Target"]
 
 
 class Spec(Strict):
@@ -63,6 +63,8 @@ class Spec(Strict):
         if self.model.base != "scratch" and "type" not in self.tokenizer.model_fields_set:
             self.tokenizer.type = "pretrained"  # a pretrained model reads its own tokenizer's ids unless told otherwise
             chosen["tokenizer.type"] = f"follows the pretrained model.base {self.model.base!r}"
+        elif "type" not in self.tokenizer.model_fields_set:
+            chosen["tokenizer.type"] = "default for a scratch model: trained on the data"
         if self.tokenizer.type == "pretrained" and self.tokenizer.source is None and self.model.base == "scratch":
             raise ValueError("tokenizer.type pretrained needs tokenizer.source (or a pretrained model.base)")
         self._check_model(kind, pairs)
@@ -242,6 +244,21 @@ def load_spec(path: str | Path) -> Spec:
 def dump_spec(spec: Spec) -> str:
     """The spec with every default filled in, as YAML."""
     return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100)
+
+
+def open_tree(spec: Spec, keep: tuple[str, ...] = ()) -> dict:
+    """The spec's dump without the values chosen for it (spec.chosen) but those in `keep`: validated again with
+    another value changed (a tuning trial, an ablation variant), it chooses them again for its own road."""
+    tree = spec.model_dump(mode="json")
+    for dotted in spec.chosen:
+        if dotted in keep:
+            continue
+        *parents, last = dotted.split(".")
+        node = tree
+        for part in parents:
+            node = node[part]
+        node.pop(last, None)
+    return tree
 
 
 def show_spec(spec: Spec) -> str:
