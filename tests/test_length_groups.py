@@ -123,3 +123,10 @@ def test_the_schedule_ends_where_the_time_budget_ends_the_run(make_spec, tmp_pat
     assert summary["stopped_by"].startswith("time budget"), summary["stopped_by"]
     assert last["step"] == summary["steps"] and last["lr"] < 0.1 * 1e-3, last  # at its floor, not cut at its peak
     assert summary["seconds"] <= 8.0 + 1.0
+
+
+def test_the_report_gives_real_token_throughput_and_the_padding(finished_run):
+    _, run_dir = finished_run
+    summary = json.loads((run_dir / "train" / "summary.json").read_text())
+    html = (run_dir / "report.html").read_text()
+    assert "tokens/s (real)" in html and f"{summary['padding_fraction']:.1%}" in html

@@ -155,3 +155,24 @@ def test_an_ablation_variant_or_tuning_trial_on_another_road_gets_that_roads_def
     trial = with_values(fine, {"train.optimizer.weight_decay": 0.05})
     assert (trial.train.optimizer.weight_decay, trial.train.optimizer.lr) == (0.05, 5e-5)
     assert variant_spec(fine, {}, 0, "x").train == fine.train  # the baseline arm is the spec itself
+
+
+def test_the_train_stage_trains_with_the_roads_values(tmp_path, tiny_bert_dir, monkeypatch):
+    """A tiny BERT fine-tuned with nothing in train: the logged learning rates are the full fine-tune road's."""
+    from conftest import write_pairs
+    from tailor.run import Pipeline
+    from tailor.train.schedule import lr_at
+
+    monkeypatch.chdir(tmp_path)
+    write_pairs(tmp_path / "data" / "items.jsonl")
+    tree = merge(LABELS, {"model": {"base": str(tiny_bert_dir)}, "problem": {"constraints": {"time_budget": None}},
+                          "train": {"max_steps": 20, "batch_size": 8}})
+    spec = spec_of(tree)
+    run_dir = Pipeline(spec, tmp_path / "runs").run(until="train")
+    rows = [json.loads(x) for x in (run_dir / "train" / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in rows if r["split"] == "train"]
+    assert lrs == pytest.approx([lr_at(i, 5e-5, 20, spec.train.schedule) for i in range(20)])
+    assert lrs[0] == pytest.approx(5e-5) and lrs[-1] < 5e-6  # 6% warmup (1 step), linear decay to 0
+    assert sum(r["split"] == "validation" for r in rows) >= 5  # eval_every auto: 20 steps, a pass every 4
+    summary = json.loads((run_dir / "train" / "summary.json").read_text())
+    assert 0.0 <= summary["padding_fraction"] < 0.2
