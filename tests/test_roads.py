@@ -176,3 +176,22 @@ def test_the_train_stage_trains_with_the_roads_values(tmp_path, tiny_bert_dir, m
     assert sum(r["split"] == "validation" for r in rows) >= 5  # eval_every auto: 20 steps, a pass every 4
     summary = json.loads((run_dir / "train" / "summary.json").read_text())
     assert 0.0 <= summary["padding_fraction"] < 0.2
+
+
+def test_a_fresh_head_learns_at_its_own_rate_on_the_full_fine_tune_road(tiny_bert_dir):
+    from tailor.models.adapt import prepare
+    from tailor.models.pretrained import load_pretrained
+    from tailor.spec.model import Adapt
+
+    spec = spec_of(merge(LABELS, {"model": {"base": "minilm-l6"}}))
+    assert spec.model.adapt.head_lr_scale == 20.0 and "model.adapt.head_lr_scale" in spec.chosen
+    assert spec_of(merge(LABELS, {"model": {"base": "minilm-l6", "adapt": {"lora": {}}}})).model.adapt.head_lr_scale == 1
+    model = load_pretrained(str(tiny_bert_dir), "classification", ["a", "b"])
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = prepare(model, Adapt(head_lr_scale=20.0), 0.01, {"steps": 1, "epochs": 1}).param_groups
+    fast = {names[id(p)] for g in groups if g["lr_scale"] == 20.0 for p in g["params"]}
+    assert fast == {"classifier.weight", "classifier.bias"}
+    assert all(g["lr_scale"] == 1.0 for g in groups if not {names[id(p)] for p in g["params"]} & fast)
+    lm = load_pretrained(str(tiny_bert_dir), "classification", ["a", "b"])
+    lm.tailor_head = "causal_lm"  # a language model's output layer is pretrained: no group of its own
+    assert {g["lr_scale"] for g in prepare(lm, Adapt(head_lr_scale=20.0), 0.0, {"steps": 1, "epochs": 1}).param_groups} == {1.0}

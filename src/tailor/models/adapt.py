@@ -157,6 +157,19 @@ def dequantized(model: nn.Module, base_dir, lora: Lora) -> nn.Module:
     return fresh
 
 
+_FRESH_HEAD = re.compile(r"(?:^|\.)(?:classifier|score)\.")  # HF task heads (BERT's classifier, Llama's score)
+
+
+def _with_head_rate(model: nn.Module, scaled: list, factor: float) -> list:
+    """The scaled groups with a fresh task head's parameters moved into a group of their own at `factor` times."""
+    if _head_and_task(model)[0] == "causal_lm":
+        return scaled  # a language model's output layer is pretrained (and often tied to the embeddings)
+    head = {id(p) for n, p in model.named_parameters() if _FRESH_HEAD.search(n)}
+    out = [(scale, [p for p in params if id(p) not in head]) for scale, params in scaled]
+    moved = [p for _, params in scaled for p in params if id(p) in head]
+    return out + ([(factor * max(s for s, _ in scaled), moved)] if moved else [])
+
+
 def prepare(model: nn.Module, adapt: Adapt, weight_decay: float, steps_per_unit: dict[str, int]) -> Plan:
     """Apply LoRA (unless the model has it already) or freezing and build optimizer groups (with `lr_scale`)
     and the unfreezing hook."""
@@ -184,6 +197,8 @@ def prepare(model: nn.Module, adapt: Adapt, weight_decay: float, steps_per_unit:
             scaled.append((adapt.lr_decay ** depth, [p for _, p in params if p.requires_grad or id(p) in pending]))
     else:
         scaled.append((1.0, [p for p in model.parameters() if p.requires_grad]))
+    if adapt.head_lr_scale != 1.0:
+        scaled = _with_head_rate(model, scaled, adapt.head_lr_scale)
     param_groups = []
     for scale, params in scaled:  # weight decay on matrices only, not on norms, biases or other vectors
         for decay, chosen in ((weight_decay, [p for p in params if p.dim() >= 2]),

@@ -69,7 +69,7 @@ class Spec(Strict):
             raise ValueError("tokenizer.type pretrained needs tokenizer.source (or a pretrained model.base)")
         self._check_model(kind, pairs)
         budget = self.problem.constraints.time_budget is not None or self.train.max_time is not None
-        chosen.update(apply_road(self.train, self.road, budget))
+        chosen.update(apply_road(self.train, self.model.adapt, self.road, budget))
         self._chosen = chosen
         return self
 

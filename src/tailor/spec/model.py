@@ -107,6 +107,8 @@ class Adapt(Strict):
     lr_decay: float = Field(1.0, gt=0, le=1, description="discriminative learning rates: each layer down gets "
                             "this factor more (1: one rate everywhere)")
     lora: Lora | None = None
+    head_lr_scale: float = Field(1.0, gt=0, description="a fresh task head (classifier, score) learns at this many "
+                                 "times train.optimizer.lr; default: the road's")
 
     @model_validator(mode="after")
     def _compatible(self) -> Adapt:

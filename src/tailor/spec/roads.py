@@ -23,6 +23,8 @@ ROBERTA = "RoBERTa GLUE fine-tuning (Liu et al. 2019): 6% warmup"
 HEAD = "a fresh head on frozen features: Adam's own rate (Kingma & Ba 2015), nothing pretrained to protect"
 LORA = "LoRA (Hu et al. 2021) as PEFT and QLoRA (Dettmers et al. 2023) train it"
 QLORA = "QLoRA (Dettmers et al. 2023)"
+FRESH_HEAD = ("a fresh head learns at the head-only road's 1e-3, 20 x the pretrained body's 5e-5, as discriminative "
+              "fine-tuning (ULMFiT, Howard & Ruder 2018) gives each layer group its own rate")
 PADDING = "pretrained inputs vary in length: length-grouped batches (HF group_by_length) skip the padding"
 
 
@@ -43,6 +45,7 @@ ROADS = {road.name: road for road in (
         ("group_by_length", False, "scratch examples of the demo and tests keep their batches"))),
     Road("full fine-tune", (
         ("optimizer.lr", 5e-5, BERT + ": lr in {5e-5, 3e-5, 2e-5}"), ("optimizer.weight_decay", 0.01, BERT),
+        ("adapt.head_lr_scale", 20.0, FRESH_HEAD),
         ("optimizer.betas", (0.9, 0.999), BERT), *_FINE_TUNE_SCHEDULE, ("schedule.warmup_ratio", 0.06, ROBERTA),
         ("group_by_length", True, PADDING))),
     Road("head only", (
@@ -87,8 +90,9 @@ def _assign(model: BaseModel, path: str, value: Any) -> None:
     setattr(model, last, value)  # validated on assignment (the sections are Strict)
 
 
-def apply_road(train: Train, road: str, budget: bool) -> dict[str, str]:
-    """Set the road's values the spec left out; returns {'train.<path>': why} for each value set.
+def apply_road(train: Train, adapt: Adapt, road: str, budget: bool) -> dict[str, str]:
+    """Set the road's values the spec left out (under train, or model.adapt for `adapt.` paths); returns
+    {dotted path: why} for each value set.
 
     budget: whether problem.constraints.time_budget or train.max_time bounds the run; then max_steps is
     auto (planned to fill it) unless the spec gives a number.
@@ -98,9 +102,10 @@ def apply_road(train: Train, road: str, budget: bool) -> dict[str, str]:
     for path, value, source in ROADS[road].values:
         if path.startswith("schedule.warmup_") and warmup_given:
             continue  # the spec chose its warmup, in steps or as a share: the road's other form stays out
-        if not _is_set(train, path):
-            _assign(train, path, value)
-            chosen[f"train.{path}"] = f"road: {road} ({source})"
+        section, path, prefix = (adapt, path[6:], "model.adapt.") if path.startswith("adapt.") else (train, path, "train.")
+        if not _is_set(section, path):
+            _assign(section, path, value)
+            chosen[prefix + path] = f"road: {road} ({source})"
     if not _is_set(train, "max_steps"):
         if budget:
             _assign(train, "max_steps", "auto")
