@@ -121,7 +121,8 @@ def test_the_schedule_ends_where_the_time_budget_ends_the_run(make_spec, tmp_pat
     # the fitted schedule ends at the last step run, or (on a machine whose pace changed at the end) a step or two on
     assert summary["steps"] < 400 and 0 <= summary["schedule_steps"] - summary["steps"] <= 2, summary
     assert summary["stopped_by"].startswith("time budget"), summary["stopped_by"]
-    assert last["step"] == summary["steps"] and last["lr"] < 0.1 * 1e-3, last  # at its floor, not cut at its peak
+    # linear to 0 after 2 warmup steps: the last step's rate is the schedule's last, not one cut near the peak
+    assert last["step"] == summary["steps"] and last["lr"] <= 1e-3 / (summary["schedule_steps"] - 2) + 1e-12, last
     assert summary["seconds"] <= 8.0 + 1.0
 
 
