@@ -63,6 +63,7 @@ UNVARIABLE = {
     "train.objective": "a preference objective (dpo, orpo) needs data.fields.rejected with it",
     "data.sources.0.type": "each source type has its own fields",
     "model.adapt.lora": "LoRA and freeze exclude each other (the rich spec freezes)",
+    "train.schedule.warmup_ratio": "warmup_steps and warmup_ratio exclude each other (the base spec gives steps)",
 }
 
 

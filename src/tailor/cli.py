@@ -35,15 +35,22 @@ def spec_check(spec: Path = typer.Argument(..., help="Spec file (YAML).")) -> No
     from tailor.spec import load_spec
 
     s = load_spec(spec)
-    out.print(f"[green]ok[/green] {spec}: {s.name} ({s.problem.output}, {len(s.problem.targets)} target(s))")
+    lora = s.model.adapt.lora
+    if lora is not None and lora.quantize != "none":  # QLoRA needs this machine's CUDA GPU: say so now, not at train
+        from tailor.device import pick_device
+        from tailor.models.adapt import check_quantized
+
+        check_quantized(lora, pick_device(s.problem.constraints.device))
+    out.print(f"[green]ok[/green] {spec}: {s.name} ({s.problem.output}, {len(s.problem.targets)} target(s); "
+              f"road: {s.road})")
 
 
 @spec_app.command("show")
 def spec_show(spec: Path = typer.Argument(..., help="Spec file (YAML).")) -> None:
-    """Print the spec with every default filled in."""
-    from tailor.spec import dump_spec, load_spec
+    """Print the spec with every default filled in; a comment marks each value the road chose, and why."""
+    from tailor.spec import load_spec, show_spec
 
-    out.print(dump_spec(load_spec(spec)), markup=False, highlight=False)
+    out.print(show_spec(load_spec(spec)), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -199,7 +206,8 @@ def train(
     if summary_path.is_file():
         t = json.loads(summary_path.read_text())
         best = t["best_validation"]
-        out.print(f"trained {t['steps']} steps in {t['seconds']}s ({t['tokens_per_s']:,.0f} tokens/s); "
+        out.print(f"trained {t['steps']} steps in {t['seconds']}s ({t['tokens_per_s']:,.0f} real tokens/s, "
+                  f"{t.get('padding_fraction', 0.0):.1%} padding); "
                   f"stopped by {t['stopped_by']}; best {best['metric']} {best['value']:.4f} at step {best['step']}")
     out.print(f"run: {run_dir}")
 

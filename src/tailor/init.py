@@ -59,6 +59,8 @@ def render(a: Answers) -> str:
         constraints.append(f"    time_budget: {a.time_budget}        # training stops when this wall time is spent")
     if a.max_memory:
         constraints.append(f"    max_memory: {a.max_memory}")
+    # with a budget the step count is left to the plan, which fills it (tailor.spec.roads)
+    steps = "  # max_steps: left out, planned to fill the time budget\n" if a.time_budget else "  max_steps: 1000\n"
     return f"""# Tailor spec, written by `tailor init` on {date.today().isoformat()}.
 # Check it:   tailor spec check THIS_FILE      (every default: tailor spec show THIS_FILE)
 # Build it:   tailor run THIS_FILE
@@ -84,8 +86,7 @@ model:
   base: scratch
   arch: {{family: transformer, n_layer: 4, n_head: 4, n_embd: 128}}
 train:
-  max_steps: 1000
-  batch_size: 32
+{steps}  batch_size: 32
   optimizer: {{name: adamw, lr: 1.0e-3}}
 """
 

@@ -10,10 +10,12 @@ stack `lr_decay` times its upper neighbour's rate; LoRA (peft) trains low-rank a
 from __future__ import annotations
 
 import copy
+import importlib.util
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 import torch.nn as nn
 
 from tailor.errors import TailorError
@@ -128,10 +130,51 @@ def merged(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).merge_and_unload() if is_peft(model) else model
 
 
+def check_quantized(lora: Lora | None, device: torch.device) -> None:
+    """QLoRA's needs on this machine: a CUDA device and bitsandbytes; a TailorError naming what is missing."""
+    if lora is None or lora.quantize == "none":
+        return
+    missing = []
+    if device.type != "cuda":
+        missing.append(f"a CUDA GPU (this run's device is {device.type}; problem.constraints.device: auto or cuda)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        missing.append("the bitsandbytes package (pip install bitsandbytes)")
+    if missing:
+        raise TailorError(f"model.adapt.lora.quantize: {lora.quantize} (QLoRA: a 4-bit base under LoRA) needs "
+                          + " and ".join(missing) + "; without them use quantize: none (LoRA on the full-precision base)")
+
+
+def dequantized(model: nn.Module, base_dir, lora: Lora) -> nn.Module:
+    """A QLoRA model's trained adapters on the full-precision base they were trained over, on the CPU: what is
+    merged and saved (merging into 4-bit weights would round the merged weights to 4 bits)."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    from tailor.models import load_model
+
+    adapters = {k: v.detach().float().cpu() for k, v in get_peft_model_state_dict(model).items()}
+    fresh = apply_lora(load_model(base_dir), lora)
+    set_peft_model_state_dict(fresh, adapters)
+    return fresh
+
+
+_FRESH_HEAD = re.compile(r"(?:^|\.)(?:classifier|score)\.")  # HF task heads (BERT's classifier, Llama's score)
+
+
+def _with_head_rate(model: nn.Module, scaled: list, factor: float) -> list:
+    """The scaled groups with a fresh task head's parameters moved into a group of their own at `factor` times."""
+    if _head_and_task(model)[0] == "causal_lm":
+        return scaled  # a language model's output layer is pretrained (and often tied to the embeddings)
+    head = {id(p) for n, p in model.named_parameters() if _FRESH_HEAD.search(n)}
+    out = [(scale, [p for p in params if id(p) not in head]) for scale, params in scaled]
+    moved = [p for _, params in scaled for p in params if id(p) in head]
+    return out + ([(factor * max(s for s, _ in scaled), moved)] if moved else [])
+
+
 def prepare(model: nn.Module, adapt: Adapt, weight_decay: float, steps_per_unit: dict[str, int]) -> Plan:
-    """Apply LoRA or freezing and build optimizer groups (with `lr_scale`) and the unfreezing hook."""
-    total = sum(p.numel() for p in model.parameters())
-    if adapt.lora is not None:
+    """Apply LoRA (unless the model has it already) or freezing and build optimizer groups (with `lr_scale`)
+    and the unfreezing hook."""
+    total = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
+    if adapt.lora is not None and not is_peft(model):
         model = apply_lora(model, adapt.lora)
     groups = layer_groups(model) if adapt.freeze is not None or adapt.lr_decay != 1.0 else None
     on_step, frozen_names = None, []
@@ -154,6 +197,8 @@ def prepare(model: nn.Module, adapt: Adapt, weight_decay: float, steps_per_unit:
             scaled.append((adapt.lr_decay ** depth, [p for _, p in params if p.requires_grad or id(p) in pending]))
     else:
         scaled.append((1.0, [p for p in model.parameters() if p.requires_grad]))
+    if adapt.head_lr_scale != 1.0:
+        scaled = _with_head_rate(model, scaled, adapt.head_lr_scale)
     param_groups = []
     for scale, params in scaled:  # weight decay on matrices only, not on norms, biases or other vectors
         for decay, chosen in ((weight_decay, [p for p in params if p.dim() >= 2]),
@@ -162,5 +207,6 @@ def prepare(model: nn.Module, adapt: Adapt, weight_decay: float, steps_per_unit:
                 param_groups.append({"params": chosen, "weight_decay": decay, "lr_scale": scale, "thaws": bool(pending)})
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     summary = {"parameters": total, "trainable_at_start": trainable, "frozen": frozen_names,
-               "lora": adapt.lora is not None, "lr_decay": adapt.lr_decay}
+               "lora": adapt.lora is not None, "lr_decay": adapt.lr_decay,
+               "quantized": adapt.lora.quantize if adapt.lora is not None else "none"}
     return Plan(model, param_groups, on_step, summary)

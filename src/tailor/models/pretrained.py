@@ -134,3 +134,28 @@ def context_of(model: nn.Module) -> int:
     """Longest sequence to train on: the size Tailor chose at the model stage, else the model's positions."""
     config = model.config
     return int(getattr(config, "tailor_block_size", None) or getattr(config, "max_position_embeddings", 512))
+
+
+def load_quantized(folder: Path, device: torch.device) -> nn.Module:
+    """A saved HF folder with its linear weights in 4-bit NF4 (bitsandbytes, double quantization, bf16
+    compute), prepared for training adapters on it as PEFT's prepare_model_for_kbit_training does (QLoRA)."""
+    import json
+
+    import transformers
+    from peft import prepare_model_for_kbit_training
+
+    quiet_transformers()
+    config = json.loads((Path(folder) / "config.json").read_text())
+    head = head_from_config(config)
+    quant = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                            bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)
+    try:
+        model = getattr(transformers, AUTO_CLASS[head]).from_pretrained(
+            str(folder), quantization_config=quant, dtype=torch.bfloat16, device_map={"": device.index or 0})
+    except (OSError, ValueError, KeyError, ImportError) as e:
+        raise TailorError(f"{folder}: cannot load the model in 4-bit ({e})") from None
+    # norms and the fresh head in float32, inputs that carry gradients into the adapters, activation checkpointing
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)] if head in (
+        "classification", "token_classification") else None
+    return mark(model, head, labels)

@@ -93,8 +93,11 @@ def training_section(train_dir: Path, model_dir: Path, project: Path, out_dir: P
         body = tuning.read_text(encoding="utf-8")
         out += "<h3>Tuning</h3>" + body[body.index("<p>"):body.rindex("</body>")]
     out += preference_part(train.get("preference"))
-    return out + table(["steps", "seconds", "tokens/s", "stopped by", "device", "parameters"],
-                       [[train["steps"], train["seconds"], train["tokens_per_s"], train["stopped_by"], train["device"],
+    # a summary written before padding was measured has no padding_fraction: shown as unknown
+    padding = train.get("padding_fraction")
+    return out + table(["steps", "seconds", "tokens/s (real)", "padding", "stopped by", "device", "parameters"],
+                       [[train["steps"], train["seconds"], train["tokens_per_s"],
+                         f"{padding:.1%}" if padding is not None else "unknown", train["stopped_by"], train["device"],
                          model["parameters"]]])
 
 

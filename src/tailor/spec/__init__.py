@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
 from tailor.artifacts import hash_json
 from tailor.errors import TailorError
@@ -22,9 +22,10 @@ from tailor.spec.evaluate import METRICS, Evaluate
 from tailor.spec.metrics import TABLE, chosen_metrics, preference_metrics
 from tailor.spec.model import ARCH_TAGS, HEAD_FOR_OUTPUT, ModelSpec, TokenizerSpec, head_for
 from tailor.spec.problem import Problem, Target
+from tailor.spec.roads import apply_road, road_of
 from tailor.spec.train import Train, Tune
 
-__all__ = ["Spec", "load_spec", "parse_spec", "dump_spec", "spec_hash", "Target"]
+__all__ = ["Spec", "load_spec", "parse_spec", "dump_spec", "show_spec", "open_tree", "spec_hash", "Target"]
 
 
 class Spec(Strict):
@@ -37,6 +38,8 @@ class Spec(Strict):
     tune: Tune | None = None
     evaluate: Evaluate = Field(default_factory=Evaluate)
     deploy: Deploy = Field(default_factory=Deploy)
+    # dotted path -> why, for each value Tailor chose because the spec left it out (shown by `tailor spec show`)
+    _chosen: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Spec:
@@ -56,13 +59,30 @@ class Spec(Strict):
             if name not in allowed:
                 raise ValueError(f"evaluate.metrics: {name!r} is not measured for output {kind!r}; "
                                  f"allowed: {', '.join(allowed)}")
+        chosen: dict[str, str] = {}
         if self.model.base != "scratch" and "type" not in self.tokenizer.model_fields_set:
             self.tokenizer.type = "pretrained"  # a pretrained model reads its own tokenizer's ids unless told otherwise
+            chosen["tokenizer.type"] = f"follows the pretrained model.base {self.model.base!r}"
+        elif "type" not in self.tokenizer.model_fields_set:
+            chosen["tokenizer.type"] = "default for a scratch model: trained on the data"
         if self.tokenizer.type == "pretrained" and self.tokenizer.source is None and self.model.base == "scratch":
             raise ValueError("tokenizer.type pretrained needs tokenizer.source (or a pretrained model.base)")
         self._check_model(kind, pairs)
+        budget = self.problem.constraints.time_budget is not None or self.train.max_time is not None
+        chosen.update(apply_road(self.train, self.model.adapt, self.road, budget))
+        self._chosen = chosen
         self._check_objective(kind)
         return self
+
+    @property
+    def road(self) -> str:
+        """The training road: scratch, full fine-tune, head only, LoRA or QLoRA (tailor.spec.roads)."""
+        return road_of(self.model.base, self.model.adapt)
+
+    @property
+    def chosen(self) -> dict[str, str]:
+        """Dotted path -> reason, for each value chosen by the road (or the model) because the spec left it out."""
+        return dict(self._chosen)
 
     def _check_objective(self, kind: str) -> None:
         """A preference objective learns from prompt / preferred / rejected triples of a language model."""
@@ -101,6 +121,10 @@ class Spec(Strict):
         if getattr(arch, "bidirectional", False) and expected == "causal_lm":
             raise ValueError("model.arch.bidirectional: a language model reads left to right; bidirectional "
                              "recurrent encoders are for label, token-labels and score outputs")
+        lora = self.model.adapt.lora
+        if lora is not None and lora.quantize != "none" and self.model.base == "scratch":
+            raise ValueError(f"model.adapt.lora.quantize: {lora.quantize} (QLoRA) quantizes a pretrained base; "
+                             "model.base is scratch (set a pretrained model.base, or quantize: none)")
         if self.model.base != "scratch" and self.tokenizer.type != "pretrained":
             raise ValueError(f"tokenizer.type: {self.tokenizer.type!r} with the pretrained model.base "
                              f"{self.model.base!r}: a pretrained model reads its own tokenizer's ids; "
@@ -246,6 +270,31 @@ def dump_spec(spec: Spec) -> str:
     """The spec with every default filled in, as YAML."""
     return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100)
 
+
+def open_tree(spec: Spec, keep: tuple[str, ...] = ()) -> dict:
+    """The spec's dump without the values chosen for it (spec.chosen) but those in `keep`: validated again with
+    another value changed (a tuning trial, an ablation variant), it chooses them again for its own road."""
+    tree = spec.model_dump(mode="json")
+    for dotted in spec.chosen:
+        if dotted in keep:
+            continue
+        *parents, last = dotted.split(".")
+        node = tree
+        for part in parents:
+            node = node[part]
+        node.pop(last, None)
+    return tree
+
+
+def show_spec(spec: Spec) -> str:
+    """dump_spec, with a comment on each value the road chose saying why (`lr: 5.0e-05  # road: ...`)."""
+    text = dump_spec(spec)
+    lines = text.splitlines()
+    for dotted, why in spec.chosen.items():
+        line = _line_of(text, tuple(dotted.split(".")))
+        if line is not None:
+            lines[line - 1] += f"   # {why}"
+    return "\n".join(lines) + "\n"
 
 
 def spec_hash(spec: Spec) -> str:

@@ -97,6 +97,9 @@ class Lora(Strict):
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] | Literal["auto"] = Field(
         "auto", description="names of the linear layers to adapt; auto: the attention projections")
+    quantize: Literal["none", "nf4"] = Field(
+        "none", description="nf4: QLoRA, the frozen base held in 4-bit NormalFloat (bitsandbytes) with bf16 "
+        "compute; needs a CUDA GPU and `pip install bitsandbytes`")
 
 
 class Adapt(Strict):
@@ -104,6 +107,8 @@ class Adapt(Strict):
     lr_decay: float = Field(1.0, gt=0, le=1, description="discriminative learning rates: each layer down gets "
                             "this factor more (1: one rate everywhere)")
     lora: Lora | None = None
+    head_lr_scale: float = Field(1.0, gt=0, description="a fresh task head (classifier, score) learns at this many "
+                                 "times train.optimizer.lr; default: the road's")
 
     @model_validator(mode="after")
     def _compatible(self) -> Adapt:

@@ -10,19 +10,45 @@ from tailor.spec.base import Duration, Strict
 from tailor.spec.metrics import SPLITS, TABLE, higher_is_better, loop_keys, metric, preference_metrics
 
 
+MIN_VALIDATIONS = 5  # a run shorter than 5 * 100 steps validates often enough for this many points of its curve
+
+
+def auto_eval_every(steps: int) -> int:
+    """eval_every: auto — every 100 steps, or steps / MIN_VALIDATIONS in a shorter run."""
+    return max(1, min(100, steps // MIN_VALIDATIONS))
+
+
+# The defaults below are the scratch road's; where the spec leaves them out, tailor.spec.roads chooses them for
+# the road taken (full fine-tune, head only, LoRA) and `tailor spec show` says which and why.
 class Optimizer(Strict):
     name: Literal["adamw", "sgd", "adafactor"] = "adamw"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.1, ge=0, description="not applied to norms, biases and other vectors")
-    betas: tuple[float, float] = Field((0.9, 0.95), description="adamw")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate; default: the road's")
+    weight_decay: float = Field(0.1, ge=0, description="not applied to norms, biases and other vectors; default: the road's")
+    betas: tuple[float, float] = Field((0.9, 0.95), description="adamw; default: the road's")
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd")
     nesterov: bool = Field(False, description="sgd: Nesterov momentum")
 
 
 class Schedule(Strict):
     name: Literal["cosine", "linear", "constant"] = "cosine"
-    warmup_steps: int = Field(100, ge=0)
+    warmup_steps: int | None = Field(100, ge=0, description="steps of linear warmup; null: warmup_ratio of the run")
+    warmup_ratio: float | None = Field(None, ge=0, lt=1, description="warmup as a share of the run's steps "
+                                       "(with warmup_steps: null), as HF Trainer's warmup_ratio")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="final lr as a share of the peak")
+
+    @model_validator(mode="after")
+    def _one_warmup(self) -> Schedule:
+        if self.warmup_ratio is not None and "warmup_steps" not in self.model_fields_set:
+            self.__dict__["warmup_steps"] = None  # a ratio given alone replaces the default steps (no re-validation)
+        if self.warmup_steps is not None and self.warmup_ratio is not None:
+            raise ValueError("warmup_steps and warmup_ratio both set: give one (warmup_steps: null to use the ratio)")
+        return self
+
+    def warmup_for(self, total: int) -> int:
+        """Warmup steps for a run of `total` steps: warmup_steps, or warmup_ratio of total."""
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return round((self.warmup_ratio or 0.0) * total)
 
 
 class Loss(Strict):
@@ -88,9 +114,12 @@ class Train(Strict):
     batch_size: int | Literal["auto"] = Field(32, description="examples per optimizer step (all processes); auto: planned")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step (batch_size is split among them)")
     max_steps: int | Literal["auto"] = Field(
-        1000, description="optimizer steps; auto: as many as fit problem.constraints.time_budget")
+        1000, description="optimizer steps; auto: as many as fit problem.constraints.time_budget "
+        "(the default when there is a budget)")
     max_time: Duration | None = Field(None, description="stop earlier when this wall time is spent; default problem.constraints.time_budget")
-    eval_every: int = Field(100, ge=1, description="steps between validation passes")
+    eval_every: int | Literal["auto"] = Field(
+        "auto", description="steps between validation passes; auto: every 100 steps, or often enough for "
+        f"{MIN_VALIDATIONS} passes in a shorter run")
     eval_batches: int = Field(20, ge=1, description="batches per validation pass")
     grad_clip: float | None = Field(1.0, gt=0)
     loss_on: Literal["output", "all", "last"] = Field(
@@ -100,6 +129,9 @@ class Train(Strict):
                               "mask_history); each learnt turn with its end-of-turn token; system turns and "
                               "role headers never")
     packing: bool = Field(False, description="input/output data: pack examples into full rows, no padding")
+    group_by_length: bool = Field(
+        False, description="batch examples of similar length (seeded megabatches, as HF's group_by_length) so that "
+        "little compute goes to padding; default: the road's")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 where the device has it, else fp32")
     compile: bool = Field(False, description="torch.compile the model")
     deterministic: bool = Field(True, description="deterministic kernels, so a resumed run repeats the same curve")
@@ -111,7 +143,7 @@ class Train(Strict):
 
     @model_validator(mode="after")
     def _sizes(self) -> Train:
-        for key in ("batch_size", "max_steps"):
+        for key in ("batch_size", "max_steps", "eval_every"):
             value = getattr(self, key)
             if value != "auto" and value < 1:
                 raise ValueError(f"{key} must be at least 1 or 'auto', got {value}")
@@ -129,6 +161,10 @@ class Train(Strict):
         if self.batch_size != "auto" and self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of grad_accum ({self.grad_accum})")
         return self
+
+    def eval_interval(self, steps: int) -> int:
+        """Steps between validation passes in a run of `steps`: eval_every, or auto's choice."""
+        return self.eval_every if self.eval_every != "auto" else auto_eval_every(steps)
 
     @property
     def eval_batch_size(self) -> int:

@@ -9,7 +9,6 @@ and a repeated one costs nothing. The results go to `<runs>/<name>/ablations/abl
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +70,9 @@ def set_key(raw: dict, dotted: str, value: Any, where: str) -> None:
 
 def variant_spec(spec: Spec, overrides: dict[str, Any], seed: int, where: str) -> Spec:
     """The spec with the overrides applied and seeds shifted by `seed`; its own ablation cleared."""
-    raw = copy.deepcopy(spec.model_dump(mode="json"))
+    from tailor.spec import open_tree
+
+    raw = open_tree(spec)  # what the baseline's road chose is chosen again for the variant's (model.base, adapt)
     for dotted, value in overrides.items():
         if dotted != "name":
             set_key(raw, dotted, value, where)

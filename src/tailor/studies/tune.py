@@ -10,7 +10,6 @@ trials.json, trials.png, report.html and best.yaml (the best spec, for `tailor r
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -21,7 +20,7 @@ from pydantic import ValidationError
 
 from tailor.artifacts import atomic_write_json, atomic_write_text, private_file
 from tailor.errors import TailorError
-from tailor.spec import Spec, dump_spec
+from tailor.spec import Spec, dump_spec, open_tree
 from tailor.spec.metrics import loop_keys
 from tailor.spec.train import Tune
 
@@ -36,16 +35,18 @@ def _get(tree: dict, dotted: str):
 
 def with_values(spec: Spec, values: dict) -> Spec:
     """A copy of spec with dotted keys set (e.g. 'train.optimizer.lr'); bad keys or values name the key."""
-    tree = copy.deepcopy(spec.model_dump(mode="json"))
+    full = spec.model_dump(mode="json")
+    # a trial that changes the road (model.adapt.lora, say) gets that road's defaults for what it leaves out
+    tree = open_tree(spec, keep=tuple(values))
     for key, value in values.items():
         parts = key.split(".")
         try:
-            parent = _get(tree, ".".join(parts[:-1])) if len(parts) > 1 else tree
+            parent = _get(full, ".".join(parts[:-1])) if len(parts) > 1 else full
         except KeyError:
             raise TailorError(f"tune.space.{key}: the spec has no key {key!r}") from None
         if not isinstance(parent, dict) or parts[-1] not in parent:
             raise TailorError(f"tune.space.{key}: the spec has no key {key!r}")
-        parent[parts[-1]] = value
+        (_get(tree, ".".join(parts[:-1])) if len(parts) > 1 else tree)[parts[-1]] = value
     try:
         return Spec.model_validate(tree)
     except ValidationError as e:
@@ -104,8 +105,9 @@ def make_study(spec: Spec, runs_dir: Path):
     if cfg.pruner == "median":
         pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
     elif cfg.pruner == "hyperband":
-        max_steps = train.max_steps if train.max_steps != "auto" else 10 * train.eval_every
-        pruner = optuna.pruners.HyperbandPruner(min_resource=train.eval_every, max_resource=max_steps)
+        every = train.eval_interval(train.max_steps) if train.max_steps != "auto" else train.eval_interval(1000)
+        max_steps = train.max_steps if train.max_steps != "auto" else 10 * every
+        pruner = optuna.pruners.HyperbandPruner(min_resource=every, max_resource=max_steps)
     else:
         pruner = optuna.pruners.NopPruner()
     optuna.logging.set_verbosity(optuna.logging.WARNING)

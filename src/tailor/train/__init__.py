@@ -81,20 +81,25 @@ def _setup(cfg: Train, adapt: Adapt, fields: Fields, output: str, constraints: C
            tokenizer_dir: Path, model_dir: Path, work: Path, key: str, progress) -> _Setup:
     from tailor.splits import load_split
     from tailor.models import context_length, labels_of, load_model
-    from tailor.models.adapt import prepare
+    from tailor.models.adapt import apply_lora, check_quantized, prepare
+    from tailor.models.pretrained import load_quantized
     from tailor.tokenizer import Codec
     from tailor.train.batches import make_batches
     from tailor.train.distributed import make_accelerator
     from tailor.train.optim import make_optimizer
 
     acc = make_accelerator(cfg, constraints.device)
+    check_quantized(adapt.lora, acc.device)  # before anything is loaded or measured: QLoRA needs CUDA and bitsandbytes
     console = progress.console if progress is not None else Console(stderr=True)
     if acc.is_main_process:
         _prepare_work(work, key, console)
     acc.wait_for_everyone()
     torch.manual_seed(cfg.seed)
     codec = Codec.load(tokenizer_dir)
-    model = load_model(model_dir).to(acc.device)
+    quantized = adapt.lora is not None and adapt.lora.quantize != "none"
+    model = load_quantized(model_dir, acc.device) if quantized else load_model(model_dir).to(acc.device)
+    if adapt.lora is not None:  # before planning, so that the plan measures the steps the run takes
+        model = apply_lora(model, adapt.lora)
     block, labels = context_length(model), labels_of(model)
     train_records, val_records = load_split(data_dir, "train"), load_split(data_dir, "validation")
     notes = []
@@ -107,9 +112,9 @@ def _setup(cfg: Train, adapt: Adapt, fields: Fields, output: str, constraints: C
         if cfg.objective in PREFERENCE_OBJECTIVES:
             from tailor.train.preference_batches import preference_batches
 
-            return preference_batches(records, fields, codec, block, size, cfg.seed, cfg.loss_on)
+            return preference_batches(records, fields, codec, block, size, cfg.seed, cfg.loss_on, cfg.group_by_length)
         return make_batches(records, codec, block, size, cfg.seed, fields=fields, output=output, labels=labels,
-                            loss_on=cfg.loss_on, packing=cfg.packing)
+                            loss_on=cfg.loss_on, packing=cfg.packing, group_by_length=cfg.group_by_length)
 
     plan = _plan(cfg, constraints, work, model, lambda m: make_optimizer(m, cfg.optimizer),
                  lambda n: batches_for(train_records, n), lambda n: batches_for(val_records, n), acc, max_time,
@@ -170,6 +175,8 @@ def run_train(out: Path, *, train: Train, adapt: Adapt, fields: Fields, output: 
     cfg, out_dir, work = train, Path(out), Path(work)
     s = _setup(cfg, adapt, fields, output, constraints, data_dir, tokenizer_dir, model_dir, work, key, progress)
     acc, model, plan, main = s.acc, s.model, s.plan, s.acc.is_main_process
+    # eval_every auto: from the planned step count (a plan.json of an older run may not say)
+    cfg = cfg.model_copy(update={"eval_every": plan.get("eval_every") or cfg.eval_interval(plan["max_steps"])})
     warn = (lambda message: s.console.print(f"[yellow]warning:[/yellow] {message}")) if main else (lambda m: None)
     optimizer = make_optimizer(model, cfg.optimizer, s.adapted.param_groups)
     # a LoRA base stays frozen: checkpoints hold the adapters (and their optimizer state), not the base again
@@ -213,6 +220,10 @@ def run_train(out: Path, *, train: Train, adapt: Adapt, fields: Fields, output: 
     if preference is not None:
         summary["preference"] = {"objective": preference.kind, "beta": preference.beta,
                                  "reference": preference.reference_kind}
+    if s.adapted.summary["quantized"] != "none":
+        from tailor.models.adapt import dequantized
+
+        model = dequantized(model, model_dir, adapt.lora)
     _finish(model, s, summary, out_dir, work, tokenizer_dir, model_card(name, fields, output))
     return summary
 
@@ -260,7 +271,8 @@ def _plan(cfg: Train, constraints: Constraints, work: Path, model, new_optimizer
 
     path = work / "plan.json"
     if cfg.batch_size != "auto" and cfg.max_steps != "auto":
-        return {"batch_size": cfg.batch_size, "max_steps": cfg.max_steps, "reason": "from the spec"}
+        return {"batch_size": cfg.batch_size, "max_steps": cfg.max_steps, "eval_every": cfg.eval_interval(cfg.max_steps),
+                "reason": "from the spec"}
     if acc.is_main_process and not path.is_file():
         import time
 

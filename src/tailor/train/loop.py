@@ -30,6 +30,8 @@ from tailor.train.optim import set_lr
 from tailor.train.schedule import lr_at
 
 Batch = dict[str, torch.Tensor]
+FIT_AFTER = 5      # steps before the pace is trusted to shorten the schedule (the first pays for warm-up)
+FIT_SHARE = 0.95   # of max_time the fitted schedule may fill: the last validation pass and checkpoint need the rest
 
 # called after every validation pass with (step, metrics); the tuner reports to optuna and may prune
 VALIDATION_HOOK: contextvars.ContextVar[Callable[[int, dict], None] | None] = contextvars.ContextVar(
@@ -41,7 +43,9 @@ class LoopState:
     """Counters a checkpoint carries so that a resumed run continues the same curve."""
 
     step: int = 0
-    tokens: int = 0
+    tokens: int = 0               # real tokens trained on (padding excluded)
+    positions: int = 0            # positions computed, padding included: 1 - tokens / positions is the padding
+    horizon: int | None = None    # where the schedule ends when the time budget ends the run before max_steps
     seconds: float = 0.0          # training time spent before this process started
     best: float | None = None     # best validation metric so far
     best_step: int | None = None
@@ -112,6 +116,15 @@ def trim(batch: Batch) -> Batch:
     return {k: v[:, :width] if v.dim() >= 2 and v.shape[:2] == t.shape else v for k, v in batch.items()}
 
 
+def real_tokens(batch: Batch) -> int:
+    """Tokens of a batch that are not padding: the attention mask's ones, the rows' `lengths`, or every position."""
+    if "attention_mask" in batch:
+        return int(batch["attention_mask"].sum())
+    if "lengths" in batch:
+        return int(batch["lengths"].sum())
+    return batch["input_ids"].numel()
+
+
 def to_device(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
@@ -149,8 +162,9 @@ def evaluate_loss(model: torch.nn.Module, batches, limit: int | None, device: to
     return values["loss"], int(values["tokens"])
 
 
-def _train_step(engine: Engine, batch: Batch, cfg: Train) -> tuple[torch.Tensor, int, torch.Tensor]:
-    """Forward and backward over this rank's micro-batches: (mean loss of the global batch, tokens, STATS sums).
+def _train_step(engine: Engine, batch: Batch, cfg: Train) -> tuple[torch.Tensor, int, int, torch.Tensor]:
+    """Forward and backward over this rank's micro-batches: (mean loss of the global batch, real tokens,
+    positions, STATS sums).
 
     The STATS sums (a preference objective's rewards, over the global batch's pairs) are zeros otherwise.
 
@@ -163,9 +177,10 @@ def _train_step(engine: Engine, batch: Batch, cfg: Train) -> tuple[torch.Tensor,
     micro = [m for m in torch.tensor_split(mine, cfg.grad_accum) if len(m)]
     loss_sum = torch.zeros((), device=engine.device, dtype=torch.float64)
     stats = torch.zeros(len(STATS), device=engine.device, dtype=torch.float64)
-    tokens = 0
+    tokens = positions = 0
     for i, rows in enumerate(micro):
         mb = trim(take_rows(batch, rows))
+        tokens, positions = tokens + real_tokens(mb), positions + mb["input_ids"].numel()  # counted before the copy
         # where next-token targets score only some positions (answers after prompts), the output layer
         # runs only there; found on the host, like n, so that the step never waits for the device
         at = scored_positions(mb["targets"]) if "targets" in mb and engine.preference is None else None
@@ -182,13 +197,11 @@ def _train_step(engine: Engine, batch: Batch, cfg: Train) -> tuple[torch.Tensor,
             # weight by this micro-batch's share of the scored positions (or pairs); DDP averages over ranks
             acc.backward(loss * (n * engine.world / n_global))
         loss_sum += loss.detach().double() * n
-        tokens += mb["input_ids"].numel()
     if engine.world > 1:
-        both = torch.cat([loss_sum[None], stats,
-                          torch.tensor([float(tokens)], device=engine.device, dtype=torch.float64)])
-        both = acc.reduce(both, reduction="sum")
-        loss_sum, stats, tokens = both[0], both[1:-1], int(both[-1].item())
-    return loss_sum / n_global, tokens, stats
+        counts = torch.tensor([float(tokens), float(positions)], device=engine.device, dtype=torch.float64)
+        both = acc.reduce(torch.cat([loss_sum[None], stats, counts]), reduction="sum")
+        loss_sum, stats, tokens, positions = both[0], both[1:-2], int(both[-2].item()), int(both[-1].item())
+    return loss_sum / n_global, tokens, positions, stats
 
 
 def improved(value: float, best: float | None, cfg: Train) -> bool:
@@ -207,19 +220,23 @@ def train_loop(engine: Engine, train_batches: Callable[[int], Batch], val_batche
                checkpoints: Checkpoints, monitor: Monitor, state: LoopState, max_time: float | None = None,
                extra_state: dict | None = None) -> dict:
     """Run optimizer steps state.step..max_steps (or until time, early stopping or a NaN); return a summary."""
-    run = _Run(engine, cfg, max_steps, checkpoints, monitor, state, extra_state)
+    run = _Run(engine, cfg, max_steps, checkpoints, monitor, state, extra_state, max_time)
     engine.model.train()
     if state.step == 0 and engine.preference is not None:
         run.before_training(val_batches)
     stopped = None
-    while state.step < max_steps and stopped is None:
-        stopped = run.step(train_batches, val_batches, max_time)
-    stopped = stopped or "max_steps"
+    while state.step < run.end and stopped is None:
+        stopped = run.step(train_batches, val_batches)
+    if stopped is None:
+        stopped = "max_steps" if run.end == max_steps else \
+            f"time budget: the schedule was fitted to the {run.end} steps it allowed (of {max_steps} planned)"
     state.seconds += time.perf_counter() - run.start
     engine.accelerator.wait_for_everyone()
     final = _final_weights(engine, checkpoints, cfg, state, stopped)
     return {"steps": state.step, "tokens": state.tokens, "seconds": round(state.seconds, 2), "stopped_by": stopped,
             "tokens_per_s": round(state.tokens / max(state.seconds, 1e-9), 1),
+            "padding_fraction": round(1 - state.tokens / state.positions, 4) if state.positions else 0.0,
+            "planned_steps": max_steps, "schedule_steps": run.end,
             "best_validation": {"metric": f"validation/{run.metric}", "value": state.best, "step": state.best_step},
             "final_weights": final, "warnings": monitor.warnings}
 
@@ -228,9 +245,9 @@ class _Run:
     """One call of train_loop: its steps, logs, validation passes and checkpoints; `step` says why it stops."""
 
     def __init__(self, engine: Engine, cfg: Train, max_steps: int, checkpoints: Checkpoints, monitor: Monitor,
-                 state: LoopState, extra_state: dict | None):
+                 state: LoopState, extra_state: dict | None, max_time: float | None = None):
         self.engine, self.cfg, self.max_steps, self.checkpoints = engine, cfg, max_steps, checkpoints
-        self.monitor, self.state, self.extra_state = monitor, state, extra_state or {}
+        self.monitor, self.state, self.extra_state, self.max_time = monitor, state, extra_state or {}, max_time
         self.log_every = max(1, max_steps // 200)
         self.every = cfg.checkpoints.every or cfg.eval_every
         self.metric = (cfg.early_stopping.metric if cfg.early_stopping else "validation/loss").split("/", 1)[1]
@@ -239,6 +256,27 @@ class _Run:
 
     def elapsed(self, now: float) -> float:
         return self.state.seconds + now - self.start
+
+    @property
+    def end(self) -> int:
+        """The step the schedule ends at: max_steps, or earlier where the time budget will stop the run."""
+        return min(self.state.horizon or self.max_steps, self.max_steps)
+
+    def fit_horizon(self, done: int, now: float) -> None:
+        """Where the pace so far (validation passes included) will not reach `end` within max_time, end the
+        schedule at the last step it will reach, so that the learning rate decays to its floor there and not
+        past a step the budget cuts off. Only ever earlier; a checkpoint carries it, so a resume keeps it."""
+        elapsed = self.elapsed(now)
+        if self.max_time is None or done < FIT_AFTER or elapsed <= 0:
+            return
+        reachable = done + int((FIT_SHARE * self.max_time - elapsed) / (elapsed / done))
+        if self.engine.world > 1:  # every rank must follow the same schedule: rank 0's estimate
+            from accelerate.utils import broadcast
+
+            value = torch.tensor([reachable], device=self.engine.device)
+            reachable = int(broadcast(value, from_process=0).item())
+        if reachable < self.end:
+            self.state.horizon = max(done + 1, reachable)
 
     def save(self, step: int) -> bool:
         """Checkpoint the state after `step`; False (and nothing written) when the weights are no longer finite."""
@@ -300,17 +338,17 @@ class _Run:
         state.stale += 1
         return None, cfg.early_stopping is not None and state.stale >= cfg.early_stopping.patience
 
-    def step(self, train_batches: Callable[[int], Batch], val_batches, max_time: float | None) -> str | None:
+    def step(self, train_batches: Callable[[int], Batch], val_batches) -> str | None:
         """One optimizer step with its logging, validation and checkpoint; the reason to stop, if any."""
-        engine, cfg, state, acc = self.engine, self.cfg, self.state, self.engine.accelerator
+        engine, cfg, state, acc, max_time = self.engine, self.cfg, self.state, self.engine.accelerator, self.max_time
         step = state.step
-        lr = lr_at(step, cfg.optimizer.lr, self.max_steps, cfg.schedule)
+        lr = lr_at(step, cfg.optimizer.lr, self.end, cfg.schedule)
         set_lr(engine.optimizer, lr)
         if engine.on_step is not None:
             engine.on_step(step)
         torch.manual_seed(cfg.seed * 1_000_003 + step * 1_009 + engine.rank)  # dropout: a function of the step
         batch = train_batches(step)
-        loss_on_device, n_tokens, stats = _train_step(engine, batch, cfg)
+        loss_on_device, n_tokens, n_positions, stats = _train_step(engine, batch, cfg)
         if cfg.grad_clip:
             acc.clip_grad_norm_(engine.model.parameters(), cfg.grad_clip)
         engine.optimizer.step()
@@ -322,6 +360,7 @@ class _Run:
             return self.diverged("loss", step + 1)
         state.step = done = step + 1
         state.tokens += n_tokens
+        state.positions += n_positions
         state.window_loss += step_loss
         state.window_steps += 1
         state.window_tokens += n_tokens
@@ -329,18 +368,19 @@ class _Run:
             for key, value in zip((*STATS, "pairs"), (*stats.tolist(), scored(batch))):
                 state.window_stats[key] = state.window_stats.get(key, 0.0) + value
         now = time.perf_counter()
-        if done % self.log_every == 0 or done == self.max_steps:
+        if done % self.log_every == 0 or done == self.end:
             self.log(done, lr, now)
+            self.fit_horizon(done, now)
         out_of_time = max_time is not None and self.elapsed(now) > max_time
         if engine.world > 1:  # every rank must stop at the same step
             flag = acc.reduce(torch.tensor([float(out_of_time)], device=engine.device), reduction="sum")
             out_of_time = bool(flag.item())
         stop_early = False
-        if done % cfg.eval_every == 0 or done == self.max_steps or out_of_time:
+        if done % cfg.eval_every == 0 or done == self.end or out_of_time:
             diverged, stop_early = self.validate(done, val_batches)
             if diverged:
                 return diverged
-        due = done % self.every == 0 or done == self.max_steps or out_of_time or stop_early
+        due = done % self.every == 0 or done == self.end or out_of_time or stop_early
         if self.last_saved != done and due and not self.save(done):
             return self.diverged("weights", done)
         if stop_early:

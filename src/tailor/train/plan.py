@@ -20,7 +20,7 @@ import torch
 
 from tailor.errors import TailorError
 from tailor.models.size import SAFETY
-from tailor.spec.train import Train
+from tailor.spec.train import MIN_VALIDATIONS, Train
 
 CANDIDATES = (8, 16, 32, 64, 128)
 
@@ -41,6 +41,7 @@ class Measurement:
 class Plan:
     batch_size: int
     max_steps: int
+    eval_every: int
     seconds_per_step: float
     eval_seconds: float
     predicted_seconds: float
@@ -68,17 +69,27 @@ def choose_plan(measured: list[Measurement], cfg: Train, budget: float | None, m
     else:
         if budget is None:
             raise TailorError("train.max_steps: auto needs problem.constraints.time_budget (or train.max_time)")
-        # steps * t_step + (steps / eval_every + 1) * t_eval <= SAFETY * budget
-        per_step = chosen.seconds_per_step + eval_seconds / cfg.eval_every
-        steps = int((SAFETY * budget - eval_seconds) / per_step)
+        steps = steps_in_budget(cfg, SAFETY * budget, chosen.seconds_per_step, eval_seconds)
         if steps < 1:
             raise TailorError(f"problem.constraints.time_budget: {budget:.0f}s does not fit one step "
                               f"({chosen.seconds_per_step:.2f}s) and a validation pass ({eval_seconds:.2f}s)")
         reason = (f"{steps} steps of batch {chosen.batch_size} fill {SAFETY:.0%} of the {budget:.0f}s budget "
                   f"at {chosen.tokens_per_s:,.0f} tokens/s")
-    predicted = steps * chosen.seconds_per_step + (steps // cfg.eval_every + 1) * eval_seconds
-    return Plan(chosen.batch_size, steps, chosen.seconds_per_step, eval_seconds, predicted, budget, memory_limit,
+    every = cfg.eval_interval(steps)
+    predicted = steps * chosen.seconds_per_step + (steps // every + 1) * eval_seconds
+    return Plan(chosen.batch_size, steps, every, chosen.seconds_per_step, eval_seconds, predicted, budget, memory_limit,
                 [asdict(m) | {"tokens_per_s": round(m.tokens_per_s, 1)} for m in measured], reason)
+
+
+def steps_in_budget(cfg: Train, seconds: float, per_step: float, eval_seconds: float) -> int:
+    """The most steps whose training and validation passes fit `seconds` (eval_every: auto follows the count)."""
+    if cfg.eval_every != "auto":  # steps * t_step + (steps / eval_every + 1) * t_eval <= seconds
+        return int((seconds - eval_seconds) / (per_step + eval_seconds / cfg.eval_every))
+    # auto validates every 100 steps in a run of 500 or more, else MIN_VALIDATIONS times in all
+    long_run = int((seconds - eval_seconds) / (per_step + eval_seconds / 100))
+    if long_run >= 100 * MIN_VALIDATIONS:
+        return long_run
+    return min(100 * MIN_VALIDATIONS - 1, int((seconds - (MIN_VALIDATIONS + 1) * eval_seconds) / per_step))
 
 
 def default_memory_limit(device: torch.device, configured: int | None) -> int | None:
@@ -116,7 +127,7 @@ def measure(model: torch.nn.Module, make_optimizer: Callable, batches_for: Calla
     """
     from tailor.models import compute_loss
     from tailor.models.preference import preference_loss
-    from tailor.train.loop import to_device
+    from tailor.train.loop import real_tokens, to_device
 
     def loss_of(probe, batch):
         return compute_loss(probe, batch)[1] if preference is None else preference_loss(probe, batch, preference)[0]
@@ -142,7 +153,7 @@ def measure(model: torch.nn.Module, make_optimizer: Callable, batches_for: Calla
                 torch.cuda.synchronize(device)
             if step:  # the first step pays for allocation and kernel selection
                 times.append(time.perf_counter() - start)
-            tokens = batch["input_ids"].numel()
+            tokens = real_tokens(batch)  # padding is not throughput
         out.append(Measurement(bs, sorted(times)[len(times) // 2], tokens, weights + saved))
     return out
 

@@ -56,7 +56,8 @@ def collate_preferences(examples: list[Example], pad_id: int, nll: bool = False)
 
 
 def preference_batches(records: list[dict], fields: Fields, codec: Codec, block_size: int, batch_size: int,
-                       seed: int, loss_on: str = "output") -> PairBatches:
-    """Shuffled epochs of preference pairs (PairBatches with the pair collation)."""
+                       seed: int, loss_on: str = "output", group_by_length: bool = False) -> PairBatches:
+    """Shuffled epochs of preference pairs (PairBatches with the pair collation), grouped by the longer row."""
     examples = encode_preferences(records, fields, codec, block_size, loss_on)
-    return PairBatches(examples, batch_size, codec.pad_id, seed, partial(collate_preferences, nll=loss_on == "all"))
+    return PairBatches(examples, batch_size, codec.pad_id, seed, partial(collate_preferences, nll=loss_on == "all"),
+                       group_by_length, [max(len(c[0]), len(j[0])) for c, j, _ in examples])
