@@ -112,3 +112,17 @@ def test_seq2seq_pipeline_learns_the_copy_task_and_answers(kind, lora, tmp_path,
     rows = pq.read_table(run_dir / "evaluate" / "predictions.parquet").to_pylist()
     answered = [r for r in rows if r["split"] == "test"]
     assert answered and all(r["predicted"] is not None and r["tokens"] > 0 for r in answered)
+
+
+def test_chat_data_on_an_encoder_decoder_is_refused_at_the_model_stage(tmp_path, tiny_t5_dir):
+    rows = [{"conversations": [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r["answer"]}]}
+            for r in copy_pairs(20)]
+    path = copy_spec(tmp_path, str(tiny_t5_dir))
+    (tmp_path / "data" / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = yaml.safe_load(path.read_text())
+    spec["data"]["fields"] = {"messages": "conversations"}
+    spec["problem"]["targets"] = []
+    spec["evaluate"]["metrics"] = ["loss"]
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(TailorError, match="data.fields.messages: an encoder-decoder model.base"):
+        Pipeline(load_spec(path), tmp_path / "runs").run(until="model")

@@ -39,13 +39,18 @@ def collate_seq2seq(examples: list[tuple[list[int], list[int]]], pad_id: int) ->
     return {"input_ids": x, "attention_mask": mask, "labels": y}
 
 
-def seq2seq_examples(records: list[dict], fields: Fields, codec: Codec, block_size: int, loss_on: str,
-                     packing: bool) -> list[tuple[list[int], list[int]]]:
-    """The examples of input/output records; an error naming the setting an encoder-decoder cannot follow."""
+def require_pairs(fields: Fields) -> None:
+    """An error unless the data is input/output pairs, the only form an encoder-decoder is trained on here."""
     if fields.input is None or fields.output is None:
         given = "data.fields.text" if fields.text is not None else "data.fields.messages"
         raise TailorError(f"{given}: an encoder-decoder model.base (T5, BART) learns input -> output pairs; "
                           "set data.fields.input and data.fields.output")
+
+
+def seq2seq_examples(records: list[dict], fields: Fields, codec: Codec, block_size: int, loss_on: str,
+                     packing: bool) -> list[tuple[list[int], list[int]]]:
+    """The examples of input/output records; an error naming the setting an encoder-decoder cannot follow."""
+    require_pairs(fields)
     if packing:
         raise TailorError("train.packing: an encoder-decoder model is not packed (its encoder and decoder rows "
                           "would need two block-diagonal masks); set train.packing: false")
