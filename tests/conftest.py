@@ -147,3 +147,52 @@ def torch_seed(seed: int = 0) -> None:
     import torch
 
     torch.manual_seed(seed)
+
+
+COPY_WORDS = ["red", "blue", "green", "black", "white", "amber"]
+
+
+def copy_pairs(n: int, seed: int = 0) -> list[dict]:
+    """A small copy task: the output is the input's words reversed."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words = [rng.choice(COPY_WORDS) for _ in range(3)]
+        rows.append({"question": " ".join(words), "answer": " ".join(reversed(words))})
+    return rows
+
+
+def tiny_seq2seq(folder: Path, kind: str) -> Path:
+    """A local HF folder: a tiny random T5 or BART with a small byte-level BPE (eos 0, pad 1, sep 2)."""
+    from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerFast, T5Config
+    from transformers import T5ForConditionalGeneration
+
+    from tailor.tokenizer import train_bpe
+
+    tok = train_bpe(iter([r["question"] for r in copy_pairs(200)] * 3), 300, 1)
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>",
+                                 sep_token="<|sep|>")
+    hf.save_pretrained(folder)
+    torch_seed()
+    ids = {"eos_token_id": 0, "pad_token_id": 1}
+    if kind == "t5":
+        model = T5ForConditionalGeneration(T5Config(
+            vocab_size=len(hf), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4,
+            decoder_start_token_id=1, **ids))
+    else:
+        model = BartForConditionalGeneration(BartConfig(
+            vocab_size=len(hf), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+            decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+            bos_token_id=0, decoder_start_token_id=0, forced_eos_token_id=None, init_std=0.2, **ids))
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_dir(tmp_path_factory) -> Path:
+    return tiny_seq2seq(tmp_path_factory.mktemp("tiny-t5"), "t5")
+
+
+@pytest.fixture(scope="session")
+def tiny_bart_dir(tmp_path_factory) -> Path:
+    return tiny_seq2seq(tmp_path_factory.mktemp("tiny-bart"), "bart")

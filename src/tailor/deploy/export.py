@@ -40,6 +40,11 @@ def run_export(source: Path, fmt: str, out: Path | None = None) -> dict:
     model_dir = resolve_model_dir(source)
     verify_manifest(model_dir)
     out = Path(out) if out else Path(source) / "export" / fmt
+    from tailor.deploy.seq2seq_export import export_seq2seq_hf, refuse_seq2seq, seq2seq_architecture
+
+    arch = seq2seq_architecture(model_dir)
+    if arch is not None:
+        return export_seq2seq_hf(model_dir, out) if fmt == "hf" else refuse_seq2seq(fmt, arch)
     if fmt == "hf":
         from tailor.deploy.hf_export import export_hf
 

@@ -49,7 +49,7 @@ class Reading:
 def _nll_rows(model, batches, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(nll, scored) per evaluation batch, each (B, T): NLL in nats where a target is scored, else 0."""
     from tailor.models import compute_loss
-    from tailor.train.loop import to_device
+    from tailor.train.loop import targets_of, to_device
 
     out = []
     model.eval()
@@ -57,7 +57,7 @@ def _nll_rows(model, batches, device: torch.device) -> list[tuple[torch.Tensor, 
         for batch in batches.eval_batches(None):
             batch = to_device(batch, device)
             logits, _, _ = compute_loss(model, batch)
-            targets = batch["targets"]
+            targets = targets_of(batch)  # an encoder-decoder's answer ids are its labels
             nll = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
             out.append((nll.cpu().double(), (targets != IGNORE).cpu()))
     return out
@@ -69,11 +69,11 @@ def example_nll(gen, how: Reading, records: list[dict]) -> tuple[list[float], li
     A text corpus is scored as one stream in consecutive windows; each position's NLL goes to the
     document that holds the predicted token (the stream's very first token is never scored).
     """
-    from tailor.models import context_length
+    from tailor.models import context_length, is_seq2seq
     from tailor.train.batches import StreamBatches, make_batches
 
     batches = make_batches(records, gen.codec, context_length(gen.model), how.batch_size, 0, fields=how.fields,
-                           output=how.output, loss_on=how.loss_on)
+                           output=how.output, loss_on=how.loss_on, seq2seq=is_seq2seq(gen.model))
     parts = _nll_rows(gen.model, batches, torch.device(gen.device))
     if not isinstance(batches, StreamBatches):  # examples (packed or not are scored unpacked), one row each
         nll = [float(v) for n, _ in parts for v in n.sum(1)]

@@ -267,6 +267,10 @@ def load_backend(folder: Path, device: str = "cpu"):
     config = json.loads((folder / "config.json").read_text())
     ours = config.get("model_type") in FAMILIES
     head = config.get("head", "causal_lm") if ours else head_from_config(config)
+    if head == "seq2seq_lm":
+        from tailor.inference.seq2seq import Seq2SeqBackend
+
+        return Seq2SeqBackend(folder, device)
     if head != "causal_lm":
         from tailor.inference.classifier import ClassifierBackend
 

@@ -49,6 +49,11 @@ def head_of(model: nn.Module) -> str:
     return getattr(unwrap(model), "tailor_head", "causal_lm")
 
 
+def is_seq2seq(model: nn.Module) -> bool:
+    """An encoder-decoder language model (T5, BART): the encoder reads the input, the decoder writes the answer."""
+    return head_of(model) == "seq2seq_lm"
+
+
 def labels_of(model: nn.Module) -> list[str] | None:
     return getattr(unwrap(model), "tailor_labels", None)
 
@@ -197,6 +202,8 @@ def compute_loss(model: nn.Module, batch: dict[str, torch.Tensor], objective: Ob
     """
     objective = objective or Objective()
     head = head_of(model)
+    if head == "seq2seq_lm":
+        return _seq2seq_loss(model, batch, objective, scored)
     if head == "causal_lm":
         targets = batch["targets"]
         if not isinstance(backbone_of(unwrap(model)), Backbone):  # a transformers model
@@ -223,6 +230,21 @@ def compute_loss(model: nn.Module, batch: dict[str, torch.Tensor], objective: Ob
     labels = batch["labels"]
     loss, n = (objective.mse(logits.squeeze(-1), labels) if head == "regression"
                else objective.cross_entropy(logits, labels, scored))
+    return logits, loss, n
+
+
+def _seq2seq_loss(model: nn.Module, batch: dict[str, torch.Tensor], objective: Objective,
+                  scored: int | None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(logits (B, T, V), loss, scored) of an encoder-decoder: cross-entropy of the answer ids `labels` given the input.
+
+    The decoder reads the labels shifted right by the model's own rule (its decoder start token first,
+    padding for IGNORE), as transformers trains it; the loss is ours, so that label smoothing applies.
+    """
+    labels = batch["labels"]
+    decoder_input_ids = unwrap(model).prepare_decoder_input_ids_from_labels(labels=labels)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                   decoder_input_ids=decoder_input_ids, use_cache=False).logits
+    loss, n = objective.cross_entropy(logits, labels, scored)
     return logits, loss, n
 
 

@@ -110,7 +110,7 @@ def apply_lora(model: nn.Module, lora: Lora) -> nn.Module:
                               "recurrence; train it in full or freeze layers instead")
         targets = None if hf else ["c_attn"]  # None: peft's own choice for the architecture (attention q, v)
     task = {"classification": "SEQ_CLS", "regression": "SEQ_CLS", "token_classification": "TOKEN_CLS",
-            "causal_lm": "CAUSAL_LM"}[head] if hf else None
+            "causal_lm": "CAUSAL_LM", "seq2seq_lm": "SEQ_2_SEQ_LM"}[head] if hf else None
     save = None if hf or head == "causal_lm" else ["score"]
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
                         task_type=task, modules_to_save=save)

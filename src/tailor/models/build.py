@@ -131,6 +131,10 @@ def build_model(model: ModelSpec, fields: Fields, output: str, constraints: Cons
         score = net.score if head != "causal_lm" else None
     else:
         net = load_pretrained(model.base, head, labels)
+        if net.tailor_head == "seq2seq_lm":  # refused here, before the tokenizer's rows are fitted and saved
+            from tailor.train.seq2seq_batches import require_pairs
+
+            require_pairs(fields)
         report["added_embedding_rows"] = fit_vocabulary(net, codec, tokenizer_dir, model.base)
         if net.config.pad_token_id is None:  # sequence heads find each sequence's last token by its padding
             net.config.pad_token_id = codec.pad_id

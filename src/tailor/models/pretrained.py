@@ -17,7 +17,10 @@ from tailor.presets import resolve_source
 
 AUTO_CLASS = {"causal_lm": "AutoModelForCausalLM", "classification": "AutoModelForSequenceClassification",
               "regression": "AutoModelForSequenceClassification",
-              "token_classification": "AutoModelForTokenClassification"}
+              "token_classification": "AutoModelForTokenClassification",
+              # encoder-decoder (T5, BART): chosen from the base's config for problem.output text, never in the spec
+              "seq2seq_lm": "AutoModelForSeq2SeqLM"}
+SEQ2SEQ = "seq2seq_lm"
 
 
 def quiet_transformers() -> None:
@@ -75,6 +78,8 @@ def load_pretrained(source: str, head: str, labels: list[str] | None = None) -> 
     folder, gguf = resolve_source(source)
     if gguf:
         check_gguf(Path(folder) / gguf)
+    if head == "causal_lm" and not gguf and is_encoder_decoder(folder, source):
+        head = SEQ2SEQ  # a text answer from a T5/BART-style base: its decoder writes it, reading the encoded input
     cls = getattr(transformers, AUTO_CLASS[head])
     try:
         model = cls.from_pretrained(folder, **({"gguf_file": gguf} if gguf else {}), **head_options(head, labels))
@@ -82,6 +87,16 @@ def load_pretrained(source: str, head: str, labels: list[str] | None = None) -> 
         raise TailorError(f"model.base {source!r}: cannot load it with a {head} head ({e})") from None
     model = unquantized(model)
     return mark(model if model.dtype == torch.float32 else model.float(), head, labels)
+
+
+def is_encoder_decoder(folder: str, source: str) -> bool:
+    """Whether the base's config declares an encoder-decoder (T5, BART): it then answers through its decoder."""
+    from transformers import AutoConfig
+
+    try:
+        return bool(getattr(AutoConfig.from_pretrained(folder), "is_encoder_decoder", False))
+    except (OSError, ValueError, KeyError) as e:
+        raise TailorError(f"model.base {source!r}: cannot read its config ({e})") from None
 
 
 def unquantized(model: nn.Module) -> nn.Module:
@@ -107,6 +122,8 @@ def head_from_config(config: dict) -> str:
     if config.get("tailor_head"):
         return config["tailor_head"]
     arch = (config.get("architectures") or [""])[0]
+    if config.get("is_encoder_decoder") and arch.endswith("ForConditionalGeneration"):
+        return SEQ2SEQ
     if arch.endswith("ForSequenceClassification"):
         return "regression" if config.get("problem_type") == "regression" else "classification"
     if arch.endswith("ForTokenClassification"):

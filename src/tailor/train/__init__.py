@@ -80,7 +80,7 @@ class _Setup:
 def _setup(cfg: Train, adapt: Adapt, fields: Fields, output: str, constraints: Constraints, data_dir: Path,
            tokenizer_dir: Path, model_dir: Path, work: Path, key: str, progress) -> _Setup:
     from tailor.splits import load_split
-    from tailor.models import context_length, labels_of, load_model
+    from tailor.models import context_length, is_seq2seq, labels_of, load_model
     from tailor.models.adapt import apply_lora, check_quantized, prepare
     from tailor.models.pretrained import load_quantized
     from tailor.tokenizer import Codec
@@ -114,7 +114,8 @@ def _setup(cfg: Train, adapt: Adapt, fields: Fields, output: str, constraints: C
 
             return preference_batches(records, fields, codec, block, size, cfg.seed, cfg.loss_on, cfg.group_by_length)
         return make_batches(records, codec, block, size, cfg.seed, fields=fields, output=output, labels=labels,
-                            loss_on=cfg.loss_on, packing=cfg.packing, group_by_length=cfg.group_by_length)
+                            loss_on=cfg.loss_on, packing=cfg.packing, group_by_length=cfg.group_by_length,
+                            seq2seq=is_seq2seq(model))
 
     plan = _plan(cfg, constraints, work, model, lambda m: make_optimizer(m, cfg.optimizer),
                  lambda n: batches_for(train_records, n), lambda n: batches_for(val_records, n), acc, max_time,

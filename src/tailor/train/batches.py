@@ -197,14 +197,20 @@ class StreamBatches:
 
 def make_batches(records: list[dict], codec: Codec, block_size: int, batch_size: int, seed: int, *, fields: Fields,
                  output: str, labels: list[str] | None = None, loss_on: str = "output", packing: bool = False,
-                 group_by_length: bool = False):
+                 group_by_length: bool = False, seq2seq: bool = False):
     """PairBatches for input/output data and conversations (with a label, score or tags for task heads),
     StreamBatches for a corpus.
 
-    fields, output: data.fields and problem.output; loss_on, packing, group_by_length: the train section's.
+    fields, output: data.fields and problem.output; loss_on, packing, group_by_length: the train section's;
+    seq2seq: the model is an encoder-decoder (tailor.train.seq2seq_batches), grouped by its encoder's length.
     A corpus is cut into full windows: it has no padding to group away.
     """
     f = fields
+    if seq2seq:
+        from tailor.train.seq2seq_batches import collate_seq2seq, seq2seq_examples
+
+        return PairBatches(seq2seq_examples(records, f, codec, block_size, loss_on, packing), batch_size,
+                           codec.pad_id, seed, collate_seq2seq, group_by_length)
     if output != "text":
         from tailor.train.label_batches import collate_labels, encode_labels
 
