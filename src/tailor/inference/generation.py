@@ -16,7 +16,11 @@ from tailor.inference.engine import GenRequest
 
 
 class Busy(Exception):
-    """Every batch slot and queue place is taken (429)."""
+    """Every batch slot and queue place is taken (429); `retry_after`: the engine's estimate, in whole seconds."""
+
+    def __init__(self, retry_after: int = 1):
+        super().__init__(retry_after)
+        self.retry_after = retry_after
 
 
 class TimedOut(Exception):
@@ -55,7 +59,7 @@ async def _submit(host, req: GenRequest):
             break
         await asyncio.sleep(0.01)
     if status != "ok":
-        raise Busy
+        raise Busy(engine.retry_after())
     return engine
 
 
