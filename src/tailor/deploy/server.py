@@ -119,7 +119,7 @@ class App:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def encode(self, prompts: list[str]) -> list[list[int]]:
-        """The prompts' ids, after a check of their characters, tokenized off the event loop."""
+        """The prompts' ids, after a check of their characters; a long text is tokenized off the event loop."""
         self.check_chars(prompts)
         fmt = self.host.engine.backend.format
         if sum(map(len, prompts)) <= INLINE_CHARS:  # tokenized in well under a millisecond: a thread hop costs more
