@@ -65,6 +65,27 @@ def test_merge_and_select_keep_rows_right_aligned():
     assert kept.mask.shape == (2, 3) and kept.pos.tolist() == [2, 3]  # the all-padding columns are trimmed
 
 
+def test_an_unpadded_batch_keeps_no_mask_until_a_merge_needs_one():
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(vocab_size=100, block_size=48, n_layer=2, n_head=4, n_embd=32,
+                                          tie_weights=False)).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(30)  # sharp, untied logits: the tokens vary, and a wrong position changes them
+    backend = ModelBackend(model)
+    lone, logits = backend.prefill([[5, 6, 7]])
+    same, _ = backend.prefill([[1, 2, 3, 4], [5, 6, 7, 8]])  # one length: no padding either
+    assert lone.mask is None and same.mask is None and same.select([1]).mask is None
+    ids, expected = [5, 6, 7], model.generate(torch.tensor([[5, 6, 7]]), 6)[0, 3:].tolist()
+    assert len(set(expected)) > 3
+    out = []
+    for _ in range(6):  # generate()'s own path, token for token
+        out.append(int(logits.argmax(-1)))
+        logits = backend.step(lone, torch.tensor([out[-1]]))
+    assert out == expected and lone.mask is None and lone.pos.tolist() == [len(ids) + 6]
+    merged = same.merge(lone)  # 4 columns and 9: the shorter is padded on the left
+    assert merged.mask.tolist() == [[False] * 5 + [True] * 4] * 2 + [[True] * 9]
+
+
 def test_queue_bound_cancellation_and_draining():
     torch.manual_seed(0)
     model = Transformer(TransformerConfig(vocab_size=100, block_size=64, n_layer=1, n_head=2, n_embd=16)).eval()

@@ -156,3 +156,36 @@ def test_platform_mode_outside_its_platform_warns_and_rate_limits(chatty_model, 
                  for _ in range(5)]
         assert codes[:3] == [200] * 3 and codes[3:] == [429, 429], codes
         assert httpx.get(f"{url}/ping").status_code == 200  # the health check is not limited
+
+
+def test_a_full_engine_refuses_at_the_door_with_its_estimate_but_never_tells_a_keyless_client(chatty_model, home,
+                                                                                              keys):
+    app = create_app(chatty_model, Serve(limits=Limits(max_batch=1, max_queue=0)), home=home)
+    engine = app.state.tailor.host.engine
+    body = {"prompt": "x", "max_tokens": 30}
+
+    def hold() -> threading.Thread:
+        holder = threading.Thread(target=lambda: httpx.post(f"{url}/v1/completions", json=body,
+                                                            headers=_auth(keys["infer"]), timeout=30))
+        holder.start()
+        assert _wait(lambda: engine.running == 1)
+        return holder
+
+    with running(app) as url, slowed(app, 0.05):  # 30 tokens take 1.5 s
+        holder = hold()
+        # a body the route would answer 422 is refused first: at capacity nothing is parsed
+        res = httpx.post(f"{url}/v1/completions", content=b'{"prompt": ', headers={
+            **_auth(keys["infer"]), "Content-Type": "application/json"})
+        assert res.status_code == 429 and res.json()["error"]["code"] == 429, (res.status_code, res.text[:200])
+        assert res.headers["retry-after"] == "1"  # nothing has finished yet: no estimate but the least
+        for headers in ({}, _auth("tlr_0123456789ab_forged")):  # without a valid key: 401, as when idle
+            assert httpx.post(f"{url}/v1/completions", json=body, headers=headers).status_code == 401
+        holder.join(30)
+        holder = hold()  # one request took about 1.5 s: the next place frees in about that
+        res = httpx.post(f"{url}/v1/chat/completions", headers=_auth(keys["infer"]),
+                         json={"messages": [{"role": "user", "content": "x"}], "max_tokens": 4})
+        assert res.status_code == 429 and int(res.headers["retry-after"]) >= 2, res.headers
+        holder.join(30)
+        metrics = httpx.get(f"{url}/metrics", headers=_auth(keys["admin"])).text
+    assert 'tailor_requests_total{code="429",route="/v1/completions"} 1.0' in metrics
+    assert 'tailor_requests_total{code="429",route="/v1/chat/completions"} 1.0' in metrics

@@ -23,6 +23,7 @@ OPEN_ROUTES = {"/health", "/ready"}
 ARRIVAL = "tailor.arrival"  # scope key: time.monotonic() when the request arrived (deadlines count from it)
 STREAM_STATUS = "tailor.stream_status"  # scope key: the code a stream that began 200 ended with (504, 500)
 ENGINE_ERRORS = (Busy, TimedOut, EngineFailed)
+CAPACITY_MESSAGE = "the server is at capacity; retry shortly"
 
 
 class ErrorBody(BaseModel):
@@ -52,7 +53,7 @@ def api_error(status: int, message: str, headers: dict | None = None) -> JSONRes
 def http_error(exc: Exception, timeout: float) -> HTTPException:
     """The HTTP answer to an engine error: 429 when it is full, 504 past the deadline, 500 when it failed."""
     if isinstance(exc, Busy):
-        return HTTPException(429, "the server is at capacity; retry shortly", headers={"Retry-After": "1"})
+        return HTTPException(429, CAPACITY_MESSAGE, headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, TimedOut):
         return HTTPException(504, f"no answer within {timeout:g}s")
     log.error("the engine failed on a request: %s", exc)

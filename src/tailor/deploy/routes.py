@@ -7,6 +7,7 @@ the client does.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -36,8 +37,13 @@ bearer = HTTPBearer(auto_error=False, description="an API key from `tailor keys 
 
 def _scope(scope: str):
     """The dependency that admits a key with `scope` (declared in the schema as the bearer scheme)."""
-    def dependency(request: Request, _: HTTPAuthorizationCredentials | None = Security(bearer)) -> KeyInfo:
-        return request.app.state.tailor.authorize(request, scope)
+    # async, so the check (a hash and one indexed SQLite read) runs on the loop rather than costing a thread hop
+    async def dependency(request: Request, _: HTTPAuthorizationCredentials | None = Security(bearer)) -> KeyInfo:
+        info = request.app.state.tailor.authorize(request, scope)
+        # FastAPI parses the JSON body before this and validates it after: yield between the two, so that a
+        # big body never holds the loop (and /health) for both at once
+        await asyncio.sleep(0)
+        return info
     return Depends(dependency)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException
 
+from tailor.deploy.admission import Admission, bearer_key
 from tailor.deploy.auth import KeyInfo, KeyStore
 from tailor.deploy.cloud import add_platform_routes, check_platform, rate_limited
 from tailor.deploy.errors import ARRIVAL, OPEN_ROUTES, Guard, engine_errors, install_error_handlers
@@ -26,13 +27,15 @@ from tailor.deploy.feedback import FeedbackStore, IssuedAnswers
 from tailor.deploy.host import ModelHost
 from tailor.deploy.limits import BodyLimit, RateLimiter
 from tailor.deploy.monitor import Alerter, Metrics, RequestWindow
-from tailor.deploy.routes import add_routes
+from tailor.deploy.routes import add_routes, router
 from tailor.errors import TailorError
 from tailor.inference.generation import Result, classify
 from tailor.spec.deploy import Monitor, Serve
 
 __all__ = ["OPEN_ROUTES", "App", "create_app", "serve"]
 log = logging.getLogger("tailor.serve")
+INLINE_CHARS = 2000  # prompts up to this many characters in all are tokenized on the event loop itself
+GENERATION_ROUTES = ("/v1/completions", "/v1/chat/completions", "/v1/classify")  # the keyed routes the engine answers
 
 
 def longest_token(fmt) -> int:
@@ -82,8 +85,7 @@ class App:
 
     def authorize(self, request: Request, scope: str) -> KeyInfo:
         """The request's key (401 without a valid one, 403 without the scope, 429 over its rate)."""
-        header = request.headers.get("authorization", "")
-        key = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("api-key", "")
+        key = bearer_key(request.headers)
         info = self.keys.check(key) if key else None
         if info is None:
             raise HTTPException(401, "a valid API key is required (Authorization: Bearer <key>)",
@@ -117,9 +119,11 @@ class App:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def encode(self, prompts: list[str]) -> list[list[int]]:
-        """The prompts' ids, after a check of their characters, tokenized off the event loop."""
+        """The prompts' ids, after a check of their characters; a long text is tokenized off the event loop."""
         self.check_chars(prompts)
         fmt = self.host.engine.backend.format
+        if sum(map(len, prompts)) <= INLINE_CHARS:  # tokenized in well under a millisecond: a thread hop costs more
+            return [fmt.encode_prompt(p) for p in prompts]
         return await self.off_loop(lambda: [fmt.encode_prompt(p) for p in prompts])
 
     async def encode_chat(self, messages: list[dict]) -> list[int]:
@@ -234,7 +238,10 @@ def create_app(source: str | Path, serve: Serve | None = None, monitor: Monitor 
 
         app.add_middleware(CORSMiddleware, allow_origins=serve.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
-    # nothing reads a body past its size or deadline; the guard, outermost, counts every answer
+    # a full engine refuses generation at the door (the body is read, nothing parsed); nothing reads a body past its
+    # size or deadline; the guard, outermost, counts every answer
+    generation = {r.path: r for r in router.routes if r.path in GENERATION_ROUTES}
+    app.add_middleware(Admission, state=state, routes=generation)
     app.add_middleware(BodyLimit, max_bytes=serve.limits.max_body, deadline=serve.connections.body_timeout)
     app.add_middleware(Guard, state=state)
     return app

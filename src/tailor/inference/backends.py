@@ -27,19 +27,31 @@ from tailor.inference import PromptFormat, model_card
 
 @dataclass
 class KVState:
-    """Per-layer [keys, values] tensors (B, heads, L, head_dim), the (B, L) mask of real tokens, next positions (B,)."""
+    """Per-layer [keys, values] tensors (B, heads, L, head_dim), the (B, L) mask of real tokens, next positions (B,).
+
+    mask None: every column of every row is real (a lone prompt, or prompts of one length), the batch
+    steps as generate() does, and the mask is made only when a merge needs it.
+    """
 
     kv: list[list[torch.Tensor]]
-    mask: torch.Tensor
+    mask: torch.Tensor | None
     pos: torch.Tensor
 
     @property
     def rows(self) -> int:
-        return self.mask.shape[0]
+        return self.pos.shape[0]
+
+    def full_mask(self) -> torch.Tensor:
+        """The (B, L) mask, made when it is None (all real)."""
+        if self.mask is not None:
+            return self.mask
+        return torch.ones(self.rows, self.kv[0][0].shape[2], dtype=torch.bool, device=self.pos.device)
 
     def select(self, keep: list[int]) -> KVState:
         """The rows `keep`, with the columns that are padding in every kept row trimmed."""
-        index = torch.tensor(keep, device=self.mask.device)
+        index = torch.tensor(keep, device=self.pos.device)
+        if self.mask is None:
+            return KVState([[t[index] for t in layer] for layer in self.kv], None, self.pos[index])
         mask = self.mask[index]
         start = int(mask.any(dim=0).float().argmax())  # first column some kept row uses
         kv = [[t[index][:, :, start:] for t in layer] for layer in self.kv]
@@ -47,7 +59,8 @@ class KVState:
 
     def merge(self, other: KVState) -> KVState:
         """One batch from two, the shorter cache padded on the left so that real tokens stay right-aligned."""
-        width = max(self.mask.shape[1], other.mask.shape[1])
+        mine, theirs = self.full_mask(), other.full_mask()
+        width = max(mine.shape[1], theirs.shape[1])
 
         def pad(t: torch.Tensor, dim: int) -> torch.Tensor:
             missing = width - t.shape[dim]
@@ -58,7 +71,7 @@ class KVState:
             return torch.cat([torch.zeros(shape, dtype=t.dtype, device=t.device), t], dim=dim)
 
         kv = [[torch.cat([pad(x, 2), pad(y, 2)]) for x, y in zip(la, lb)] for la, lb in zip(self.kv, other.kv)]
-        return KVState(kv, torch.cat([pad(self.mask, 1), pad(other.mask, 1)]), torch.cat([self.pos, other.pos]))
+        return KVState(kv, torch.cat([pad(mine, 1), pad(theirs, 1)]), torch.cat([self.pos, other.pos]))
 
 
 @dataclass
@@ -112,22 +125,28 @@ class TailorBackend:
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
         caches: list[dict] = self.model.new_caches()
-        if bool(mask.all()):  # no padding (a lone request always): the plain causal path generate() takes
+        padded = not bool(mask.all())
+        if not padded:  # a lone request always: the plain causal path generate() takes
             logits, _ = self.model(ids, caches=caches)
         else:
             logits, _ = self.model(ids, caches=caches, positions=positions, attention_mask=mask)
-        state = KVState([[c["k"], c["v"]] for c in caches], mask, positions[:, -1] + 1)
+        state = KVState([[c["k"], c["v"]] for c in caches], mask if padded else None, positions[:, -1] + 1)
         return state, logits[:, -1, :]
 
     @torch.no_grad()
     def step(self, state: KVState, next_ids: torch.Tensor) -> torch.Tensor:
         """Feed one token per row (B,); the state grows by one column; logits (B, vocab)."""
-        mask = torch.cat([state.mask, torch.ones_like(state.mask[:, :1])], dim=1)
         caches = [{"k": k, "v": v} for k, v in state.kv]
-        padded = not bool(state.mask.all())  # no padding left: the plain (faster) attention path applies
-        logits, _ = self.model(next_ids[:, None].to(self.device), caches=caches, positions=state.pos[:, None],
-                               attention_mask=mask if padded else None)
-        state.kv, state.mask, state.pos = [[c["k"], c["v"]] for c in caches], mask, state.pos + 1
+        ids = next_ids[:, None].to(self.device)
+        if state.mask is None:  # no padding: generate()'s own step (positions follow the cache; no mask to grow)
+            logits, _ = self.model(ids, caches=caches)
+        else:
+            mask = torch.cat([state.mask, torch.ones_like(state.mask[:, :1])], dim=1)
+            padded = not bool(state.mask.all())  # no padding left: the plain (faster) attention path applies
+            logits, _ = self.model(ids, caches=caches, positions=state.pos[:, None],
+                                   attention_mask=mask if padded else None)
+            state.mask = mask
+        state.kv, state.pos = [[c["k"], c["v"]] for c in caches], state.pos + 1
         return logits[:, -1, :]
 
 
@@ -242,7 +261,8 @@ class HFBackend:
 
     @torch.no_grad()
     def step(self, state: KVState, next_ids: torch.Tensor) -> torch.Tensor:
-        mask = torch.cat([state.mask, torch.ones_like(state.mask[:, :1])], dim=1)
+        mask = state.full_mask()
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         logits, kv = self._forward(next_ids[:, None].to(self.device), mask, state.pos[:, None], state.kv)
         state.kv, state.mask, state.pos = kv, mask, state.pos + 1
         return logits

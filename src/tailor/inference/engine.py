@@ -10,6 +10,7 @@ does not generate (a task head) answers each admitted batch with one forward pas
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +51,7 @@ class Engine:
         self._admitted = 0  # taken from the queue, not yet running (being prefilled): they hold places too
         self._state = None  # the running rows' cache or recurrent state (a backend's state type)
         self._stopping = False
+        self._service_s: float | None = None  # moving average of a request's time from submit to done
         self._thread = threading.Thread(target=self._loop, name=f"engine-{version or 'model'}", daemon=True)
         self._thread.start()
 
@@ -60,6 +62,24 @@ class Engine:
     @property
     def running(self) -> int:
         return len(self._running)
+
+    @property
+    def full(self) -> bool:
+        """Every batch slot and queue place is taken: a submit now would be refused (read without the lock: a hint
+        that a refusal can act on at once; `submit` decides under the lock)."""
+        return len(self._waiting) + self._admitted + len(self._running) >= self.max_batch + self.max_queue
+
+    def retry_after(self) -> int:
+        """Whole seconds, at least 1, until a place is likely to free: a request's mean time in the engine shared
+        out over the requests running now (one of them finishes about that often)."""
+        if self._service_s is None:
+            return 1
+        return max(1, min(3600, math.ceil(self._service_s / max(len(self._running), 1))))
+
+    def _finish(self, req: GenRequest, reason: str) -> None:
+        elapsed = time.perf_counter() - req.submitted
+        self._service_s = elapsed if self._service_s is None else 0.9 * self._service_s + 0.1 * elapsed
+        req.emit("done", reason)
 
     def submit(self, req: GenRequest) -> str:
         """Queue a request: 'ok', or 'full' (queue at its bound) or 'stopped' (draining) with nothing queued."""
@@ -99,6 +119,10 @@ class Engine:
             return new
 
     def _loop(self) -> None:
+        with torch.inference_mode():  # nothing the engine makes needs autograd: each op skips its bookkeeping (~2%)
+            self._serve()
+
+    def _serve(self) -> None:
         while True:
             new = self._admit()
             if not new and not self._running:
@@ -137,7 +161,7 @@ class Engine:
             req.emit("token", tok)
             reason = self._finished(req, tok)
             if reason:
-                req.emit("done", reason)
+                self._finish(req, reason)
             else:
                 keep.append(i)
         if len(keep) < len(self._running):
@@ -147,7 +171,7 @@ class Engine:
     def _classify(self, new: list[GenRequest]) -> None:
         for req, output in zip(new, self.backend.classify([r.ids for r in new])):
             req.emit("output", output)
-            req.emit("done", "stop")
+            self._finish(req, "stop")
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
         """Greedy rows by one argmax; each sampling row with its own seeded generator."""

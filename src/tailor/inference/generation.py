@@ -16,7 +16,11 @@ from tailor.inference.engine import GenRequest
 
 
 class Busy(Exception):
-    """Every batch slot and queue place is taken (429)."""
+    """Every batch slot and queue place is taken (429); `retry_after`: the engine's estimate, in whole seconds."""
+
+    def __init__(self, retry_after: int = 1):
+        super().__init__(retry_after)
+        self.retry_after = retry_after
 
 
 class TimedOut(Exception):
@@ -55,7 +59,7 @@ async def _submit(host, req: GenRequest):
             break
         await asyncio.sleep(0.01)
     if status != "ok":
-        raise Busy
+        raise Busy(engine.retry_after())
     return engine
 
 
@@ -67,13 +71,18 @@ class Decoding:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.started = time.perf_counter()
         self.stops = [s for s in params.stop if s]
-        self.every_token = stream or bool(self.stops)  # else only the first token (for TTFT) and the end matter
+        self.every_token = stream or bool(self.stops)  # else only the end matters
+        self.first_token_at: float | None = None  # perf_counter() when the engine made the first token
         self.result = result
         self.req = GenRequest(ids, params.max_tokens, self._emit, params.temperature, params.top_p, params.seed)
         self.backend = None
 
-    def _emit(self, kind: str, value) -> None:  # runs in the engine thread: wake the event loop only when needed
-        if kind != "token" or self.every_token or len(self.req.out) == 1:
+    def _emit(self, kind: str, value) -> None:
+        """Runs in the engine thread. The loop is woken only for what it must act on: each waking is a thread hop,
+        and while the loop holds the GIL for it the engine cannot take its next step."""
+        if kind == "token" and self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        if kind != "token" or self.every_token:
             self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, value))
 
     def cancel(self) -> None:
@@ -98,10 +107,8 @@ class Decoding:
                 kind, value = await self._next(deadline)
                 if kind == "error":
                     raise EngineFailed(str(value))
-                if kind == "token" and result.first_token_s is None:
-                    result.first_token_s = time.perf_counter() - self.started
-                    if not self.every_token:
-                        continue
+                if result.first_token_s is None and self.first_token_at is not None:
+                    result.first_token_s = self.first_token_at - self.started
                 text = self.backend.format.decode(req.out)
                 cut = [text.index(s) for s in self.stops if s in text]
                 if cut:
