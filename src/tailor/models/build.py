@@ -132,7 +132,7 @@ def build_model(model: ModelSpec, fields: Fields, output: str, constraints: Cons
     else:
         net = load_pretrained(model.base, head, labels)
         if net.tailor_head == "seq2seq_lm":  # refused here, before the tokenizer's rows are fitted and saved
-            from tailor.train.seq2seq_batches import require_pairs
+            from tailor.models.pretrained import require_pairs
 
             require_pairs(fields)
         report["added_embedding_rows"] = fit_vocabulary(net, codec, tokenizer_dir, model.base)

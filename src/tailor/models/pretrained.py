@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from tailor.errors import TailorError
+from tailor.spec.data import Fields
 from tailor.presets import resolve_source
 
 AUTO_CLASS = {"causal_lm": "AutoModelForCausalLM", "classification": "AutoModelForSequenceClassification",
@@ -176,3 +177,11 @@ def load_quantized(folder: Path, device: torch.device) -> nn.Module:
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)] if head in (
         "classification", "token_classification") else None
     return mark(model, head, labels)
+
+
+def require_pairs(fields: Fields) -> None:
+    """An error unless the data is input/output pairs, the only form an encoder-decoder is trained on here."""
+    if fields.input is None or fields.output is None:
+        given = "data.fields.text" if fields.text is not None else "data.fields.messages"
+        raise TailorError(f"{given}: an encoder-decoder model.base (T5, BART) learns input -> output pairs; "
+                          "set data.fields.input and data.fields.output")

@@ -12,6 +12,7 @@ import torch
 
 from tailor.errors import TailorError
 from tailor.labels import IGNORE
+from tailor.models.pretrained import require_pairs
 from tailor.spec.data import Fields
 from tailor.tokenizer import Codec
 
@@ -37,14 +38,6 @@ def collate_seq2seq(examples: list[tuple[list[int], list[int]]], pad_id: int) ->
         mask[i, :len(ids)] = 1
         y[i, :len(labels)] = torch.tensor(labels, dtype=torch.long)
     return {"input_ids": x, "attention_mask": mask, "labels": y}
-
-
-def require_pairs(fields: Fields) -> None:
-    """An error unless the data is input/output pairs, the only form an encoder-decoder is trained on here."""
-    if fields.input is None or fields.output is None:
-        given = "data.fields.text" if fields.text is not None else "data.fields.messages"
-        raise TailorError(f"{given}: an encoder-decoder model.base (T5, BART) learns input -> output pairs; "
-                          "set data.fields.input and data.fields.output")
 
 
 def seq2seq_examples(records: list[dict], fields: Fields, codec: Codec, block_size: int, loss_on: str,
