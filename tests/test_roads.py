@@ -195,3 +195,22 @@ def test_a_fresh_head_learns_at_its_own_rate_on_the_full_fine_tune_road(tiny_ber
     lm = load_pretrained(str(tiny_bert_dir), "classification", ["a", "b"])
     lm.tailor_head = "causal_lm"  # a language model's output layer is pretrained: no group of its own
     assert {g["lr_scale"] for g in prepare(lm, Adapt(head_lr_scale=20.0), 0.0, {"steps": 1, "epochs": 1}).param_groups} == {1.0}
+
+
+@pytest.mark.parametrize("base, adapt, road, lr", [
+    ("smollm2-135m", {}, "preference", 1e-6),
+    ("smollm2-135m", {"lora": {"r": 4}}, "preference, LoRA", 5e-6),
+    ("scratch", {}, "scratch", 1e-3),  # nothing pretrained to stay close to: the scratch road's rates
+])
+def test_preference_tuning_has_its_own_road(base, adapt, road, lr):
+    text = merge(BASE_SPEC, {"problem": {"output": "text", "targets": [{"metric": "loss", "at_most": 9.0}]},
+                             "data": {"fields": {"input": "prompt", "output": "chosen", "rejected": "rejected"}},
+                             "model": {"base": base, "adapt": adapt}, "train": {"objective": "dpo"}})
+    del text["tokenizer"]
+    if base == "scratch":
+        text["tokenizer"] = {"type": "bpe", "vocab_size": 300}
+    spec = spec_of(text)
+    assert (spec.road, spec.train.optimizer.lr) == (road, lr)
+    assert spec.chosen["train.optimizer.lr"].startswith(f"road: {road} (")
+    likelihood = spec_of(merge(text, {"train": {"objective": "likelihood"}, "data": {"fields": {"rejected": None}}}))
+    assert likelihood.road != road or base == "scratch"

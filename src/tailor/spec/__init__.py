@@ -76,8 +76,8 @@ class Spec(Strict):
 
     @property
     def road(self) -> str:
-        """The training road: scratch, full fine-tune, head only, LoRA or QLoRA (tailor.spec.roads)."""
-        return road_of(self.model.base, self.model.adapt)
+        """The training road: scratch, full fine-tune, head only, LoRA, QLoRA or preference (tailor.spec.roads)."""
+        return road_of(self.model.base, self.model.adapt, self.train.objective)
 
     @property
     def chosen(self) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Training defaults that follow the road taken: scratch, full fine-tune, head only, LoRA, QLoRA.
+"""Training defaults that follow the road taken: scratch, full fine-tune, head only, LoRA, QLoRA, preference.
 
 One table, read when a spec is validated: every `train` value a road names and the spec leaves
 out is set to the road's value, and the spec remembers which (and why) so that `tailor spec show`
@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from tailor.spec.model import Adapt
-from tailor.spec.train import Train
+from tailor.spec.train import PREFERENCE_OBJECTIVES, Train
 
 # Where the values come from; each row of the table names one of these.
 NANOGPT = "nanoGPT / GPT-3 (Brown et al. 2020): AdamW betas (0.9, 0.95), wd 0.1, cosine to 10%"
@@ -25,12 +25,15 @@ LORA = "LoRA (Hu et al. 2021) as PEFT and QLoRA (Dettmers et al. 2023) train it"
 QLORA = "QLoRA (Dettmers et al. 2023)"
 FRESH_HEAD = ("a fresh head learns at the head-only road's 1e-3, 20 x the pretrained body's 5e-5, as discriminative "
               "fine-tuning (ULMFiT, Howard & Ruder 2018) gives each layer group its own rate")
+TRL_DPO = "TRL's DPOConfig (learning_rate 1e-6, 20x under HF Trainer's 5e-5: the policy starts at its reference)"
+HANDBOOK = ("the alignment handbook's zephyr-7b-beta DPO recipes (Tunstall et al. 2023): 5e-6 with QLoRA adapters, "
+            "10% warmup")
 PADDING = "pretrained inputs vary in length: length-grouped batches (HF group_by_length) skip the padding"
 
 
 @dataclass(frozen=True)
 class Road:
-    name: str                               # scratch | full fine-tune | head only | LoRA | QLoRA
+    name: str                               # scratch | full fine-tune | head only | LoRA | QLoRA | preference[, LoRA]
     values: tuple[tuple[str, Any, str], ...]  # (path under train, value, source), applied in order
 
 
@@ -54,6 +57,12 @@ ROADS = {road.name: road for road in (
     Road("LoRA", (
         ("optimizer.lr", 2e-4, LORA), ("optimizer.weight_decay", 0.0, QLORA), ("optimizer.betas", (0.9, 0.999), BERT),
         *_FINE_TUNE_SCHEDULE, ("schedule.warmup_ratio", 0.03, QLORA), ("group_by_length", True, PADDING))),
+    Road("preference", (
+        ("optimizer.lr", 1e-6, TRL_DPO), ("optimizer.weight_decay", 0.0, TRL_DPO), ("optimizer.betas", (0.9, 0.999), BERT),
+        *_FINE_TUNE_SCHEDULE, ("schedule.warmup_ratio", 0.1, HANDBOOK), ("group_by_length", True, PADDING))),
+    Road("preference, LoRA", (
+        ("optimizer.lr", 5e-6, HANDBOOK), ("optimizer.weight_decay", 0.0, TRL_DPO), ("optimizer.betas", (0.9, 0.999), BERT),
+        *_FINE_TUNE_SCHEDULE, ("schedule.warmup_ratio", 0.1, HANDBOOK), ("group_by_length", True, PADDING))),
     Road("QLoRA", (
         ("optimizer.lr", 2e-4, QLORA), ("optimizer.weight_decay", 0.0, QLORA), ("optimizer.betas", (0.9, 0.999), BERT),
         *_FINE_TUNE_SCHEDULE, ("schedule.warmup_ratio", 0.03, QLORA), ("group_by_length", True, PADDING))),
@@ -62,10 +71,13 @@ BUDGET = "problem.constraints.time_budget: the step count fills the budget"
 NO_BUDGET = "no time budget: a fixed step count"
 
 
-def road_of(base: str, adapt: Adapt) -> str:
-    """The road a model section takes: scratch, LoRA/QLoRA, head only (every layer frozen for good) or full fine-tune."""
+def road_of(base: str, adapt: Adapt, objective: str = "likelihood") -> str:
+    """The road a model section takes: scratch, preference tuning of a pretrained model (with or without LoRA),
+    LoRA/QLoRA, head only (every layer frozen for good) or full fine-tune."""
     if base == "scratch":
-        return "scratch"
+        return "scratch"  # preference pairs on a scratch model: nothing pretrained to stay close to
+    if objective in PREFERENCE_OBJECTIVES:
+        return "preference, LoRA" if adapt.lora is not None else "preference"
     if adapt.lora is not None:
         return "QLoRA" if adapt.lora.quantize != "none" else "LoRA"
     if adapt.freeze is not None and adapt.freeze.bottom_layers == "all" and adapt.freeze.unfreeze_every is None:
