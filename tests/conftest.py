@@ -13,15 +13,18 @@ import yaml
 
 from tailor.spec import load_spec
 
-def need_system(found: bool, what: str, packages: str) -> None:
-    """Skip (with what to install) a test whose Debian packages are missing; in CI (.ci/run) fail instead."""
-    if found:
-        return
-    message = (f"{what} not installed: sudo apt-get install -y {packages} (make test installs it where it can, "
-               "as root or with passwordless sudo)")
+def missing(message: str) -> None:
+    """Skip (saying what to install) a test whose engine is not installed; in CI (.ci/run) fail instead."""
     if os.environ.get("TAILOR_REQUIRE_SYSTEM_DEPS") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def need_system(found: bool, what: str, packages: str) -> None:
+    """A test that needs Debian packages: runs where they are installed (make test installs them where it can)."""
+    if not found:
+        missing(f"{what} not installed: sudo apt-get install -y {packages} (make test installs it where it can, "
+                "as root or with passwordless sudo)")
 
 
 COLOURS = ["red", "blue", "green", "black", "white", "amber", "violet", "grey"]

@@ -20,6 +20,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from conftest import missing
 from test_data import run, spec_for
 
 TICKETS = [{"body": f"ticket {i}: my parcel is late, order {1000 + i}", "intent": "shipping" if i % 2 else "refund",
@@ -43,11 +44,8 @@ def label_studio(tmp_path_factory):
 
     exe = _label_studio()
     if exe is None:  # make test installs it into .venv-label-studio; in CI (.ci/run) a missing one fails
-        message = ("label-studio is not installed: make test installs it into .venv-label-studio (or pip install "
-                   "label-studio in an environment of its own and set TAILOR_LABEL_STUDIO to its label-studio)")
-        if os.environ.get("TAILOR_REQUIRE_SYSTEM_DEPS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("label-studio is not installed: make test installs it into .venv-label-studio (or pip install "
+                "label-studio in an environment of its own and set TAILOR_LABEL_STUDIO to its label-studio)")
     data, port, token = tmp_path_factory.mktemp("label-studio"), free_port(), secrets.token_hex(20)
     env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data), "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "",
            "LATEST_VERSION_CHECK": "false", "COLLECT_ANALYTICS": "false", "DJANGO_DB": "sqlite"}

@@ -214,6 +214,23 @@ class HFTokenizerFormat:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def open_hf_folder(backend, folder: Path, device: str, auto_class: str) -> None:
+    """Load a transformers folder (safetensors only) onto `backend`: its model in eval mode, the prompt format it
+    was trained with (a Tailor model card) or its own tokenizer's, its context and its eos, pad and name."""
+    import transformers
+
+    from tailor.models.pretrained import context_of, quiet_transformers
+
+    quiet_transformers()
+    backend.folder, backend.device = Path(folder), device
+    backend.model = getattr(transformers, auto_class).from_pretrained(backend.folder, use_safetensors=True,
+                                                                      dtype=torch.float32).to(device).eval()
+    backend.format = (PromptFormat(backend.folder) if model_card(backend.folder)
+                      else HFTokenizerFormat(backend.folder, backend.model))
+    backend.block_size = context_of(backend.model)
+    backend.eos_ids, backend.pad_id, backend.name = backend.format.eos_ids, backend.format.pad_id, backend.format.name
+
+
 class HFBackend:
     """A transformers causal LM folder (safetensors only).
 
@@ -225,18 +242,7 @@ class HFBackend:
     kind, generates = "hf", True
 
     def __init__(self, folder: Path, device: str = "cpu"):
-        from transformers import AutoModelForCausalLM
-
-        from tailor.models.pretrained import context_of, quiet_transformers
-
-        quiet_transformers()
-        self.folder = Path(folder)
-        self.model = AutoModelForCausalLM.from_pretrained(self.folder, use_safetensors=True,
-                                                          dtype=torch.float32).to(device).eval()
-        self.device = device
-        self.format = PromptFormat(self.folder) if model_card(self.folder) else HFTokenizerFormat(self.folder, self.model)
-        self.block_size = context_of(self.model)
-        self.eos_ids, self.pad_id, self.name = self.format.eos_ids, self.format.pad_id, self.format.name
+        open_hf_folder(self, folder, device, "AutoModelForCausalLM")
         params = inspect.signature(self.model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5
         self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}

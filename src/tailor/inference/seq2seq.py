@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 
-from tailor.inference import PromptFormat, model_card
 
 
 def _pad_right(t: torch.Tensor, width: int, value) -> torch.Tensor:
@@ -68,19 +67,9 @@ class Seq2SeqBackend:
     kind, generates = "seq2seq", True
 
     def __init__(self, folder: Path, device: str = "cpu"):
-        from transformers import AutoModelForSeq2SeqLM
+        from tailor.inference.backends import open_hf_folder
 
-        from tailor.inference.backends import HFTokenizerFormat
-        from tailor.models.pretrained import context_of, quiet_transformers
-
-        quiet_transformers()
-        self.folder = Path(folder)
-        self.model = AutoModelForSeq2SeqLM.from_pretrained(self.folder, use_safetensors=True,
-                                                           dtype=torch.float32).to(device).eval()
-        self.device = device
-        self.format = PromptFormat(self.folder) if model_card(self.folder) else HFTokenizerFormat(self.folder, self.model)
-        self.block_size = context_of(self.model)
-        self.eos_ids, self.pad_id, self.name = self.format.eos_ids, self.format.pad_id, self.format.name
+        open_hf_folder(self, folder, device, "AutoModelForSeq2SeqLM")
         start = self.model.generation_config.decoder_start_token_id
         self.start_id = start if start is not None else self.model.config.decoder_start_token_id
 
