@@ -16,8 +16,8 @@ from .conftest import running
 
 @pytest.fixture(scope="module")
 def limited(chatty_model, home):
-    limits = Limits(max_input_tokens=8, max_total_tokens=40, max_body=4000, max_batch=1, max_queue=1, rate_limit=2,
-                    burst=4)
+    limits = Limits(max_input_tokens=8, max_total_tokens=40, max_body=4000, max_batch=1, max_queue=1,
+                    rate_limit=0.05, burst=4)  # one request back per 20 s: a slow machine cannot refill the bucket
     with running(create_app(chatty_model, Serve(limits=limits), home=home)) as url:
         yield url
 
