@@ -145,5 +145,13 @@ def test_overfitting_warning_when_validation_rises_while_training_falls(tmp_path
         m.write({"step": step, "split": "train", "loss": train_loss})
         m.write({"step": step, "split": "validation", "loss": val})
     m.close()
-    assert len(seen) == 1 and "overfitting" in seen[0] and "step 10" in seen[0]
+    assert len(seen) == 1 and "overfitting" in seen[0] and "step 10" in seen[0] and "early_stopping" in seen[0]
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 6
+    seen.clear()  # a run that already stops early is not told to
+    (tmp_path / "on").mkdir()
+    m = Monitor(tmp_path / "on", 0, 100, False, None, "", {}, None, seen.append, stops_early=True)
+    for step, train_loss, val in ((10, 2.0, 1.9), (20, 1.5, 1.95), (30, 1.0, 2.1)):
+        m.write({"step": step, "split": "train", "loss": train_loss})
+        m.write({"step": step, "split": "validation", "loss": val})
+    m.close()
+    assert len(seen) == 1 and "overfitting" in seen[0] and "early_stopping" not in seen[0]

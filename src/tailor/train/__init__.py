@@ -203,7 +203,8 @@ def run_train(out: Path, *, train: Train, adapt: Adapt, fields: Fields, output: 
         params = {"batch_size": plan["batch_size"], "max_steps": plan["max_steps"], "optimizer": cfg.optimizer.name,
                   "lr": cfg.optimizer.lr, "precision": cfg.precision, "processes": acc.num_processes}
         monitor = Monitor(work, state.step, plan["max_steps"], cfg.tracking.tensorboard, cfg.tracking.mlflow_uri,
-                          cfg.tracking.experiment or name, params, progress, warn, enabled=main)
+                          cfg.tracking.experiment or name, params, progress, warn, enabled=main,
+                          stops_early=cfg.early_stopping is not None)
         try:
             summary = train_loop(engine, s.train_batches, s.val_batches, cfg, plan["max_steps"], checkpoints, monitor,
                                  state, s.max_time, {"plan": plan, "schedule": cfg.schedule.model_dump()})

@@ -30,8 +30,10 @@ class Monitor:
     """Writes every logged row to metrics.jsonl, TensorBoard and (when configured) MLflow; shows progress."""
 
     def __init__(self, folder: Path, start_step: int, total: int, tensorboard: bool, mlflow_uri: str | None,
-                 experiment: str, params: dict, progress: Progress | None, warn, enabled: bool = True):
+                 experiment: str, params: dict, progress: Progress | None, warn, enabled: bool = True,
+                 stops_early: bool = False):
         self.enabled, self.warn, self.progress = enabled, warn, progress
+        self.stops_early = stops_early  # train.early_stopping is on: the advice is what else to try
         self.path = folder / "metrics.jsonl"
         self.warnings: list[str] = []
         self._overfit_warned = False
@@ -92,8 +94,9 @@ class Monitor:
         train_now = [loss for step, loss in self._train if step <= s2][-1:]
         if v2 > v1 > v0 and train_then and train_now and train_now[0] < train_then[0]:
             self._overfit_warned = True
+            advice = "more data, dropout or weight decay" if self.stops_early else "early_stopping, more data or dropout"
             self.note(f"validation loss rose from {v0:.4f} (step {s0}) to {v2:.4f} (step {s2}) while training "
-                      "loss fell: the model is overfitting (consider early_stopping, more data or dropout)")
+                      f"loss fell: the model is overfitting (consider {advice})")
 
     def note(self, message: str) -> None:
         """A warning the user sees now and the summary keeps."""
