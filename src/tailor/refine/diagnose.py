@@ -89,17 +89,21 @@ def _ends(values: list[float]) -> tuple[float, float]:
 
 
 def still_improving(run: RunFiles) -> Finding | None:
-    """Validation loss was still falling at the last pass, and the run ended by its step count or budget."""
+    """Validation loss was still falling at the last pass (a twentieth or more of all it had fallen), and the run
+    ended by its step count or budget rather than by early stopping."""
     val = [v for _, v in _losses(run, "validation")]
+    train = [v for _, v in _losses(run, "train") if math.isfinite(v)]
     stopped = str(run.summary.get("stopped_by", ""))
-    if len(val) < 3 or stopped.startswith("early stopping") or val[-1] > min(val):
+    if len(val) < 3 or not train or stopped.startswith("early stopping") or val[-1] > min(val):
         return None
-    gain = (val[-2] - val[-1]) / abs(val[0]) if val[0] else 0.0
-    if gain < 0.01:
+    fallen = max(train[0], val[0]) - val[-1]
+    share = (val[-2] - val[-1]) / fallen if fallen > 0 else 0.0
+    if share < 0.05:
         return None
-    return Finding("still_improving", f"validation loss fell {gain:.1%} of its start in the last interval "
-                   f"({val[-2]:.4g} -> {val[-1]:.4g}) and training stopped by {stopped or 'its step count'}",
-                   {"validation_loss": val, "stopped_by": stopped, "steps": run.summary.get("steps")})
+    return Finding("still_improving", f"validation loss fell {val[-2]:.4g} -> {val[-1]:.4g} in the last interval, "
+                   f"{share:.0%} of all it fell, and training stopped by {stopped or 'its step count'}",
+                   {"validation_loss": val, "last_share": share, "stopped_by": stopped,
+                    "steps": run.summary.get("steps")})
 
 
 def underfitting(run: RunFiles) -> Finding | None:
@@ -133,26 +137,31 @@ def overfitting(run: RunFiles) -> Finding | None:
 
 
 def unstable(run: RunFiles) -> Finding | None:
-    """Train loss became non-finite or ended above where it started: the learning rate is too high."""
-    train = [v for _, v in _losses(run, "train")]
+    """Train loss became non-finite, spiked to twice its start, or ended above it: the rate is too high."""
+    steps = _losses(run, "train")
     stopped = str(run.summary.get("stopped_by", ""))
-    if stopped.startswith("non-finite") or any(not math.isfinite(v) for v in train):
+    if stopped.startswith("non-finite") or any(not math.isfinite(v) for _, v in steps):
         return Finding("unstable", f"training became non-finite ({stopped or 'a non-finite train loss'})",
                        {"stopped_by": stopped})
-    if len(train) < 5:
+    if len(steps) < 5:
         return None
-    first, last = _ends(train)
-    if last <= first * 1.05:
-        return None
-    return Finding("unstable", f"train loss rose from {first:.4g} to {last:.4g}", {"train_loss_start": first,
-                                                                                  "train_loss_end": last})
+    start = steps[0][1]
+    peak_step, peak = max(steps, key=lambda p: p[1])
+    _, last = _ends([v for _, v in steps])
+    if peak > 2 * start:
+        return Finding("unstable", f"train loss spiked from {start:.4g} to {peak:.4g} at step {peak_step}",
+                       {"train_loss_start": start, "peak": peak, "peak_step": peak_step, "train_loss_end": last})
+    if last > start * 1.05:
+        return Finding("unstable", f"train loss rose from {start:.4g} to {last:.4g}",
+                       {"train_loss_start": start, "train_loss_end": last})
+    return None
 
 
 def budget_cut(run: RunFiles) -> Finding | None:
     """The time budget stopped training before the steps it planned."""
-    planned, ran = run.summary.get("planned_steps"), run.summary.get("schedule_steps")
+    planned, fitted, ran = (run.summary.get(k) for k in ("planned_steps", "schedule_steps", "steps"))
     stopped = str(run.summary.get("stopped_by", ""))
-    if not (stopped.startswith("time budget") or (planned and ran and ran < planned)):
+    if not (stopped.startswith("time budget") or (planned and fitted and fitted < planned)):
         return None
     return Finding("budget_cut", f"the time budget allowed {ran} of {planned} planned steps",
                    {"planned_steps": planned, "steps": ran, "seconds": run.summary.get("seconds")})
