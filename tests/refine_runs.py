@@ -40,7 +40,7 @@ SPEC = {
                 "targets": [{"metric": "accuracy", "split": "test", "at_least": 0.9}]},
     "data": {"sources": [{"type": "files", "path": "data/tickets.jsonl"}], "fields": {"input": "text", "output": "intent"},
              "split": {"train": 0.6, "validation": 0.2, "test": 0.2, "seed": 0, "group": "near_duplicates"}},
-    "tokenizer": {"type": "wordpiece", "vocab_size": 200},
+    "tokenizer": {"type": "bpe", "vocab_size": 300},  # byte-level BPE trains the same vocabulary every time
     "model": {"arch": {"n_layer": 1, "n_head": 2, "n_embd": 32}},
     "train": {"max_steps": 15, "batch_size": 16, "eval_every": 5, "schedule": {"warmup_steps": 2}},
     "evaluate": {"bootstrap": {"samples": 300}},

@@ -51,7 +51,8 @@ def test_a_too_short_real_run_is_still_improving_underfit_and_confused(real_runs
     gap = target_gaps(real_runs["short"])[0]
     assert not gap["met"] and gap["gap"] == pytest.approx(0.9 - gap["value"]) and gap["interval"]
     levers = [p.lever.name for p in propose(real_runs["short"].spec, real_runs["short"], list(found.values()))]
-    assert levers[:2] == ["higher-lr", "longer-training"]  # the two that answer both curve findings
+    assert set(levers[:2]) == {"higher-lr", "longer-training"}  # the two that answer both curve findings
+    assert found["target_unmet"].evidence["targets"][0]["metric"] == "test/accuracy"
 
 
 def test_a_real_run_at_a_far_too_high_rate_is_unstable(real_runs):
@@ -71,6 +72,16 @@ def _run(tmp_path, spec, **files):
 
 def test_the_hand_written_healthy_run_shows_no_symptom(tmp_path, healthy_spec):
     assert diagnose(_run(tmp_path, healthy_spec)) == []
+
+
+def test_target_unmet_fires_on_a_miss_or_an_interval_across_the_bound(tmp_path, healthy_spec):
+    def results(value, low, high):
+        return {"metrics": {"test/accuracy": value}, "intervals": {"test/accuracy": [low, high]}}
+
+    assert d.target_unmet(_run(tmp_path, healthy_spec, results=results(0.8, 0.7, 0.88))).evidence["targets"][0]["gap"] \
+        == pytest.approx(0.1)
+    assert d.target_unmet(_run(tmp_path, healthy_spec, results=results(0.92, 0.85, 0.97))) is not None
+    assert d.target_unmet(_run(tmp_path, healthy_spec, results=results(0.96, 0.92, 0.99))) is None
 
 
 def test_overfitting_fires_when_validation_rises_as_train_falls(tmp_path, healthy_spec):

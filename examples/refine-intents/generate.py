@@ -26,7 +26,7 @@ FRAMES = ["{a} {s1} {b} {s2}", "{s1} {s2} {a} {s3}", "{s1} {a} {s2} {b} {s3}", "
 CHANNELS = ["email", "chat", "web form"]
 
 
-def tickets(n_per_intent: int = 60, seed: int = 0, shuffled: bool = False) -> list[dict]:
+def tickets(n_per_intent: int = 150, seed: int = 0, shuffled: bool = False) -> list[dict]:
     """n_per_intent messages per intent, in a fixed order; shuffled: the labels dealt out at random."""
     rng = random.Random(seed)
     rows = []

@@ -78,6 +78,18 @@ def target_gaps(run: RunFiles) -> list[dict]:
     return out
 
 
+def target_unmet(run: RunFiles) -> Finding | None:
+    """A measured target is missed, or met with an interval that crosses its bound: the gap is evidence too."""
+    missed = [t for t in target_gaps(run) if t["value"] is not None and
+              (not t["met"] or t["certainty"] == "interval crosses the bound")]
+    if not missed:
+        return None
+    return Finding("target_unmet", "; ".join(f"{t['target']}: {t['value']:.4g}" + (
+        f" [{t['interval'][0]:.4g}, {t['interval'][1]:.4g}]" if t["interval"] else "") + (
+        f", {t['gap']:.4g} short" if t["gap"] else ", the interval crosses the bound") for t in missed),
+        {"targets": missed})
+
+
 def _losses(run: RunFiles, split: str) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in run.curve if r.get("split") == split and isinstance(r.get("loss"), float)]
 
@@ -258,8 +270,8 @@ def many_dropped(run: RunFiles) -> Finding | None:
 
 
 RULES: tuple[Callable[[RunFiles], Finding | None], ...] = (
-    unstable, budget_cut, still_improving, underfitting, overfitting, frozen_body, confused_pair, weak_slice,
-    class_imbalance, near_duplicates, many_dropped)
+    target_unmet, unstable, budget_cut, still_improving, underfitting, overfitting, frozen_body, confused_pair,
+    weak_slice, class_imbalance, near_duplicates, many_dropped)
 
 
 def diagnose(run: RunFiles) -> list[Finding]:
