@@ -91,3 +91,15 @@ def test_the_cli_refuses_a_bad_budget_and_a_spec_without_targets(tmp_path):
     none = spec_file(tmp_path, merge(SPEC, {"problem": {"targets": []}}), "none.yaml")
     out = CliRunner().invoke(app, ["refine", str(none), "--runs-dir", str(tmp_path / "runs")])
     assert out.exit_code != 0 and "problem.targets is empty" in str(out.exception)
+
+
+def test_the_example_data_is_what_its_generator_writes_and_its_specs_parse():
+    from refine_runs import ROOT, _generator
+
+    folder = ROOT / "examples" / "refine-intents"
+    gen = _generator()
+    for name, shuffled in (("tickets.jsonl", False), ("shuffled.jsonl", True)):
+        rows = [json.loads(line) for line in (folder / "data" / name).read_text().splitlines()]
+        assert rows == gen.tickets(shuffled=shuffled)
+    for spec in sorted(folder.glob("spec-*.yaml")):
+        assert load_spec(spec).problem.targets[0].key == "test/accuracy"

@@ -66,6 +66,13 @@ def test_a_real_run_cut_by_its_budget_says_so(real_runs):
     assert d.budget_cut(real_runs["healthy"]) is None
 
 
+def test_budget_cut_fires_when_the_plan_filled_a_small_budget(tmp_path, healthy_spec):
+    summary = HEALTHY_FILES["summary"] | {"plan": "4 steps of batch 16 fill 90% of the 13s budget at 230 tokens/s"}
+    assert d.budget_cut(_run(tmp_path, healthy_spec, summary=summary)).evidence["plan"].startswith("4 steps")
+    assert d.budget_cut(_run(tmp_path, healthy_spec, summary=HEALTHY_FILES["summary"] | {"plan": "from the spec"})) \
+        is None
+
+
 def _run(tmp_path, spec, **files):
     return load_run(write_run(tmp_path / "run", spec, **files))
 

@@ -170,13 +170,16 @@ def unstable(run: RunFiles) -> Finding | None:
 
 
 def budget_cut(run: RunFiles) -> Finding | None:
-    """The time budget stopped training before the steps it planned."""
+    """The time budget set the step count (the plan filled it) or stopped training before the planned steps."""
     planned, fitted, ran = (run.summary.get(k) for k in ("planned_steps", "schedule_steps", "steps"))
-    stopped = str(run.summary.get("stopped_by", ""))
-    if not (stopped.startswith("time budget") or (planned and fitted and fitted < planned)):
-        return None
-    return Finding("budget_cut", f"the time budget allowed {ran} of {planned} planned steps",
-                   {"planned_steps": planned, "steps": ran, "seconds": run.summary.get("seconds")})
+    stopped, plan = str(run.summary.get("stopped_by", "")), str(run.summary.get("plan") or "")
+    if stopped.startswith("time budget") or (planned and fitted and fitted < planned):
+        return Finding("budget_cut", f"the time budget allowed {ran} of {planned} planned steps",
+                       {"planned_steps": planned, "steps": ran, "seconds": run.summary.get("seconds")})
+    if "budget" in plan:
+        return Finding("budget_cut", f"the budget chose the step count: {plan}",
+                       {"plan": plan, "steps": ran, "seconds": run.summary.get("seconds")})
+    return None
 
 
 def frozen_body(run: RunFiles) -> Finding | None:

@@ -125,6 +125,9 @@ def _class_weights(spec: Spec, run: RunFiles, found: dict) -> dict | None:
         weights |= {label: round(min(10.0, top / n), 3) for label, n in counts.items() if n * 3 <= top}
     if "confused_pair" in found:
         weights |= {label: max(2.0, weights.get(label, 1.0)) for label in found["confused_pair"].evidence["labels"]}
+    labels = set(((run.data.get("labels") or {}).get("splits") or {}).get("train") or {})
+    if labels and set(weights) >= labels and len(set(weights.values())) == 1:
+        return None  # every class weighed alike is the plain loss again
     return {"train.loss.class_weights": weights} if weights != (spec.train.loss.class_weights or {}) else None
 
 

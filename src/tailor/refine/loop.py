@@ -202,7 +202,9 @@ class Refiner:
             if trial.kept and spec is not None:
                 kept.append((trial, spec))
         if kept:
-            return "", self._combine(rnd, basis, basis_run, kept, keys, keys[0]), proposals, findings
+            chosen = self._combine(rnd, basis, basis_run, kept, keys, keys[0])
+            chosen[0].why += f"; the best on {keys[0]}: round {rnd + 1} starts from it"
+            return "", chosen, proposals, findings
         if any(t.why.startswith("skipped") for t in self.trials if t.round == rnd):
             return "budget spent", None, proposals, findings
         return "", None, proposals, findings
