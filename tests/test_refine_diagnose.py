@@ -146,3 +146,16 @@ def test_a_folder_without_an_evaluation_is_refused_with_its_path(tmp_path, healt
     (folder / "evaluate" / "results.json").unlink()
     with pytest.raises(Exception, match="evaluate/results.json"):
         load_run(folder)
+
+
+def test_the_leak_levers_set_keys_that_make_a_valid_spec(tmp_path, healthy_spec):
+    from tailor.refine.loop import with_changes
+
+    data = copy.deepcopy(HEALTHY_FILES["data"])
+    data["duplicates"]["cross_split_pairs"] = 7
+    spec = Spec.model_validate(merge(SPEC, {"data": {"split": {"group": None}}}))
+    run = _run(tmp_path, spec, data=data)
+    proposals = {p.lever.name: p for p in propose(spec, run, [d.near_duplicates(run)])}
+    cleaned = with_changes(spec, proposals["near-dedup"].changes, "test")
+    assert [list(step) for step in cleaned.data.clean] == [["normalize"], ["dedup"], ["near_dedup"]]
+    assert with_changes(spec, proposals["group-duplicates"].changes, "test").data.split.group == "near_duplicates"

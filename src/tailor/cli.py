@@ -317,11 +317,11 @@ def ablate(spec: Path = typer.Argument(..., help="Spec file (YAML) with evaluate
 REFINE_HELP = (
     'From unmet targets to a spec that meets them, with the evidence for each step.\n\n'
     '1. Diagnose the run: its curves (under- or over-fitting, still improving, unstable, cut by the '
-    'budget), its error analysis (confused classes, weak slices) and its data report (imbalance, near-'
-    'duplicates across splits, drops).\n\n'
+    'budget), its error analysis (confused classes, weak slices) and its data report (imbalance, '
+    'near-duplicates across splits, drops).\n\n'
     '2. Propose levers from the catalogue (tailor.refine.levers): learning rate, warmup, longer training,'
     ' more time, unfreezing, LoRA rank, width, depth, a pretrained road, dropout, weight decay, label '
-    'smoothing, early stopping, class weights, grouping near-duplicates.\n\n'
+    'smoothing, early stopping, class weights, a near-duplicate cleaning step, grouping near-duplicates.\n\n'
     '3. Try them as ordinary cached runs judged on VALIDATION only: a change is kept when the paired '
     "bootstrap interval of its difference on an unmet target's metric excludes zero in that metric's "
     'better direction; the kept changes of a round are combined. Cheap levers go first.\n\n'

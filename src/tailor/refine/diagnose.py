@@ -126,7 +126,7 @@ def underfitting(run: RunFiles) -> Finding | None:
     first, last = _ends(train)
     if first <= 0 or last < 0.75 * first:
         return None
-    return Finding("underfitting", f"train loss fell only {1 - last / first:.0%} (from {first:.4g} to {last:.4g})",
+    return Finding("underfitting", f"train loss barely moved: {first:.4g} -> {last:.4g} ({last / first - 1:+.0%})",
                    {"train_loss_start": first, "train_loss_end": last, "steps": run.summary.get("steps")})
 
 

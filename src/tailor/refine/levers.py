@@ -131,6 +131,12 @@ def _class_weights(spec: Spec, run: RunFiles, found: dict) -> dict | None:
     return {"train.loss.class_weights": weights} if weights != (spec.train.loss.class_weights or {}) else None
 
 
+def _near_dedup(spec: Spec, run: RunFiles, found: dict) -> dict | None:
+    if any("near_dedup" in step for step in spec.data.clean):
+        return None
+    return {"data.clean.near_dedup": {}}
+
+
 def _group_duplicates(spec: Spec, run: RunFiles, found: dict) -> dict | None:
     return None if spec.data.split.group else {"data.split.group": "near_duplicates"}
 
@@ -164,6 +170,8 @@ LEVERS: tuple[Lever, ...] = (
           "stop at the best validation pass", _early_stopping),
     Lever("group-duplicates", ("near_duplicates",), ("data.split.group",),
           "keep near-duplicates in one split, so validation measures generalisation", _group_duplicates),
+    Lever("near-dedup", ("near_duplicates",), ("data.clean",),
+          "a cleaning step: drop near-duplicates (MinHash), so no record is seen on both sides", _near_dedup),
     Lever("pretrained-road", ("underfitting", "still_improving"), ("model.base", "tokenizer.type"),
           "a pretrained model instead of scratch", _pretrained, cost=20.0),
     Lever("more-data-for-slice", ("weak_slice",), ("data.sources",),

@@ -65,6 +65,8 @@ def section(result: dict, diff: str) -> str:
         out += ("<p>Evidence:</p><ul>" + "".join(f"<li><b>{esc(f['rule'])}</b>: {esc(f['summary'])}</li>"
                                                   for f in rnd["findings"]) + "</ul>") if rnd["findings"] else \
             "<p>No rule found anything in this run.</p>"
+        if rnd is result["rounds"][-1]:
+            out += f"<p><b>Stopped here:</b> {esc(result['stopped'])}.</p>"
         trials = [t for t in result["trials"] if t["round"] == rnd["round"]]
         if trials:
             out += table(["trial", "evidence", "change", "effect on validation (Δ, interval)", "verdict", "why"],
