@@ -79,7 +79,11 @@ def test_refine_says_not_met_when_nothing_predicts_the_labels(tmp_path, evaluate
 
 
 def test_a_budget_too_small_for_any_trial_skips_them_and_still_confirms_once(tmp_path, evaluated):
-    result = refine(load_spec(spec_file(tmp_path)), tmp_path / "runs", budget_s=1)
+    spec = load_spec(spec_file(tmp_path))
+    older = Pipeline(spec, tmp_path / "older").run()  # --from: a run outside this runs folder
+    evaluated.clear()
+    result = refine(spec, tmp_path / "runs", budget_s=1, from_run=older)
+    assert result["start"]["run"] == str(older) and not result["start"]["targets"][0]["met"]
     assert result["stopped"] == "budget spent" and evaluated["test"] == 1
     assert result["trials"] and all(t["why"].startswith("skipped") and t["run"] is None for t in result["trials"])
 
@@ -103,3 +107,29 @@ def test_the_example_data_is_what_its_generator_writes_and_its_specs_parse():
         assert rows == gen.tickets(shuffled=shuffled)
     for spec in sorted(folder.glob("spec-*.yaml")):
         assert load_spec(spec).problem.targets[0].key == "test/accuracy"
+
+
+def _scored_run(folder: Path, nll: list[float]) -> Path:
+    """A run folder with validation loss rows only (what compare_runs reads): one token per example."""
+    from tailor.evaluate.predictions import write_predictions
+
+    (folder / "evaluate").mkdir(parents=True)
+    rows = [{"split": "validation", "index": i, "input": f"q{i}", "expected": "a", "nll": v, "tokens": 1}
+            for i, v in enumerate(nll)]
+    write_predictions(folder / "evaluate" / "predictions.parquet", rows)
+    loss = sum(nll) / len(nll)
+    (folder / "evaluate" / "results.json").write_text(json.dumps({"metrics": {"validation/loss": loss}}))
+    return folder
+
+
+def test_a_change_is_kept_in_the_metric_s_own_direction(tmp_path):
+    """Loss is lower-is-better in the metric table: a lower loss is kept, a higher one is dropped as worse."""
+    from tailor.refine.loop import judge
+    from tailor.spec.evaluate import Bootstrap
+
+    base = _scored_run(tmp_path / "base", [1.0 + 0.01 * i for i in range(40)])
+    better = _scored_run(tmp_path / "better", [0.5 + 0.01 * i for i in range(40)])
+    kept, effects, why = judge(base, better, ["validation/loss"], Bootstrap(samples=200))
+    assert kept and effects[0]["interval"][1] < 0 and "improved" in why
+    kept, _, why = judge(better, base, ["validation/loss"], Bootstrap(samples=200))
+    assert not kept and "got worse" in why
