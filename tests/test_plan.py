@@ -74,3 +74,35 @@ def test_scratch_size_auto_is_chosen_from_the_budget(make_spec, tmp_path):
     with pytest.raises(TailorError, match="size: auto needs problem.constraints.time_budget"):
         Pipeline(load_spec(make_spec({"model": {"arch": {"size": "auto"}}}, name="nobudget.yaml")),
                  tmp_path / "runs2").run(until="model")
+
+
+
+def test_timing_a_slow_step_stops_once_it_has_cost_its_share_of_the_budget():
+    import contextlib
+
+    import torch
+
+    from tailor.models.transformer import Transformer, TransformerConfig
+    from tailor.train.plan import measure
+
+    drawn: list[int] = []
+
+    def batches_for(size):
+        def batch(step):
+            drawn.append(step)
+            ids = torch.randint(0, 50, (size, 9), generator=torch.Generator().manual_seed(step))
+            return {"input_ids": ids[:, :-1], "targets": ids[:, 1:], "lengths": torch.full((size,), 8)}
+        return batch
+
+    def timed(budget):
+        drawn.clear()
+        model = Transformer(TransformerConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16))
+        return measure(model, lambda m: torch.optim.SGD(m.parameters(), lr=0.1), batches_for, [2],
+                       torch.device("cpu"), contextlib.nullcontext, budget=budget)[0]
+
+    slow = timed(1e-6)  # the warm-up step alone used its share: it is the figure, nothing more is run
+    assert drawn == [0] and slow.seconds_per_step > 0 and slow.tokens_per_step == 16
+    timed(3600.0)
+    assert drawn == [0, 1, 2, 3]  # a step that is cheap next to the budget: the warm-up and three timed ones
+    timed(None)
+    assert drawn == [0, 1, 2, 3]

@@ -214,3 +214,22 @@ def test_preference_tuning_has_its_own_road(base, adapt, road, lr):
     assert spec.chosen["train.optimizer.lr"].startswith(f"road: {road} (")
     likelihood = spec_of(merge(text, {"train": {"objective": "likelihood"}, "data": {"fields": {"rejected": None}}}))
     assert likelihood.road != road or base == "scratch"
+
+
+@pytest.mark.parametrize("adapt, stops", [({}, True), ({"lora": {}}, True),
+                                          ({"freeze": {"bottom_layers": "all"}}, True)])
+def test_pretrained_roads_stop_when_validation_stops_improving_and_scratch_does_not(adapt, stops):
+    spec = spec_of(merge(LABELS, {"model": {"base": "minilm-l6", "adapt": adapt}}))
+    es = spec.train.early_stopping
+    assert es is not None and (es.metric, es.patience) == ("validation/loss", 5)
+    assert spec_of(LABELS).train.early_stopping is None  # scratch: the budget is the run
+    again = spec_of(merge(LABELS, {"model": {"base": "minilm-l6", "adapt": adapt}}))
+    again.train.early_stopping.patience = 9
+    assert spec.train.early_stopping.patience == 5  # each spec has its own copy of the road's value
+
+
+def test_the_specs_own_early_stopping_or_none_wins_over_the_road():
+    mine = spec_of(merge(LABELS, {"model": {"base": "minilm-l6"}, "train": {"early_stopping": {"patience": 2}}}))
+    assert mine.train.early_stopping.patience == 2 and "train.early_stopping" not in mine.chosen
+    off = spec_of(merge(LABELS, {"model": {"base": "minilm-l6"}, "train": {"early_stopping": None}}))
+    assert off.train.early_stopping is None

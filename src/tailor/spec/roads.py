@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from tailor.spec.model import Adapt
-from tailor.spec.train import PREFERENCE_OBJECTIVES, Train
+from tailor.spec.train import PREFERENCE_OBJECTIVES, EarlyStopping, Train
 
 # Where the values come from; each row of the table names one of these.
 NANOGPT = "nanoGPT / GPT-3 (Brown et al. 2020): AdamW betas (0.9, 0.95), wd 0.1, cosine to 10%"
@@ -29,6 +29,8 @@ TRL_DPO = "TRL's DPOConfig (learning_rate 1e-6, 20x under HF Trainer's 5e-5: the
 HANDBOOK = ("the alignment handbook's zephyr-7b-beta DPO recipes (Tunstall et al. 2023): 5e-6 with QLoRA adapters, "
             "10% warmup")
 PADDING = "pretrained inputs vary in length: length-grouped batches (HF group_by_length) skip the padding"
+EARLY = ("HF Trainer's EarlyStoppingCallback with load_best_model_at_end: a pretrained model fits a small set in a few "
+         "epochs, so the budget is a ceiling; 5 validation passes without a better loss end the run")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Road:
 
 _FINE_TUNE_SCHEDULE = (("schedule.name", "linear", BERT), ("schedule.min_lr_ratio", 0.0, BERT),
                        ("schedule.warmup_steps", None, ROBERTA))
+_STOP_EARLY = ("early_stopping", EarlyStopping(patience=5), EARLY)
 
 ROADS = {road.name: road for road in (
     Road("scratch", (
@@ -50,13 +53,13 @@ ROADS = {road.name: road for road in (
         ("optimizer.lr", 5e-5, BERT + ": lr in {5e-5, 3e-5, 2e-5}"), ("optimizer.weight_decay", 0.01, BERT),
         ("adapt.head_lr_scale", 20.0, FRESH_HEAD),
         ("optimizer.betas", (0.9, 0.999), BERT), *_FINE_TUNE_SCHEDULE, ("schedule.warmup_ratio", 0.06, ROBERTA),
-        ("group_by_length", True, PADDING))),
+        ("group_by_length", True, PADDING), _STOP_EARLY)),
     Road("head only", (
         ("optimizer.lr", 1e-3, HEAD), ("optimizer.weight_decay", 0.01, BERT), ("optimizer.betas", (0.9, 0.999), BERT),
-        *_FINE_TUNE_SCHEDULE, ("schedule.warmup_ratio", 0.06, ROBERTA), ("group_by_length", True, PADDING))),
+        *_FINE_TUNE_SCHEDULE, ("schedule.warmup_ratio", 0.06, ROBERTA), ("group_by_length", True, PADDING), _STOP_EARLY)),
     Road("LoRA", (
         ("optimizer.lr", 2e-4, LORA), ("optimizer.weight_decay", 0.0, QLORA), ("optimizer.betas", (0.9, 0.999), BERT),
-        *_FINE_TUNE_SCHEDULE, ("schedule.warmup_ratio", 0.03, QLORA), ("group_by_length", True, PADDING))),
+        *_FINE_TUNE_SCHEDULE, ("schedule.warmup_ratio", 0.03, QLORA), ("group_by_length", True, PADDING), _STOP_EARLY)),
     Road("preference", (
         ("optimizer.lr", 1e-6, TRL_DPO), ("optimizer.weight_decay", 0.0, TRL_DPO), ("optimizer.betas", (0.9, 0.999), BERT),
         *_FINE_TUNE_SCHEDULE, ("schedule.warmup_ratio", 0.1, HANDBOOK), ("group_by_length", True, PADDING))),
@@ -65,7 +68,7 @@ ROADS = {road.name: road for road in (
         *_FINE_TUNE_SCHEDULE, ("schedule.warmup_ratio", 0.1, HANDBOOK), ("group_by_length", True, PADDING))),
     Road("QLoRA", (
         ("optimizer.lr", 2e-4, QLORA), ("optimizer.weight_decay", 0.0, QLORA), ("optimizer.betas", (0.9, 0.999), BERT),
-        *_FINE_TUNE_SCHEDULE, ("schedule.warmup_ratio", 0.03, QLORA), ("group_by_length", True, PADDING))),
+        *_FINE_TUNE_SCHEDULE, ("schedule.warmup_ratio", 0.03, QLORA), ("group_by_length", True, PADDING), _STOP_EARLY)),
 )}
 BUDGET = "problem.constraints.time_budget: the step count fills the budget"
 NO_BUDGET = "no time budget: a fixed step count"
@@ -99,7 +102,8 @@ def _assign(model: BaseModel, path: str, value: Any) -> None:
     *parents, last = path.split(".")
     for part in parents:
         model = getattr(model, part)
-    setattr(model, last, value)  # validated on assignment (the sections are Strict)
+    # validated on assignment (the sections are Strict); a section value is copied, never shared between specs
+    setattr(model, last, value.model_copy(deep=True) if isinstance(value, BaseModel) else value)
 
 
 def apply_road(train: Train, adapt: Adapt, road: str, budget: bool) -> dict[str, str]:

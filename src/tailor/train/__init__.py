@@ -282,7 +282,8 @@ def _plan(cfg: Train, constraints: Constraints, work: Path, model, new_optimizer
             sizes = [s for s in CANDIDATES if s <= max(n_train, CANDIDATES[0]) and s % cfg.grad_accum == 0]
         else:
             sizes = [cfg.batch_size]
-        measured = measure(model, new_optimizer, train_for, sizes, acc.device, acc.autocast, preference=preference)
+        measured = measure(model, new_optimizer, train_for, sizes, acc.device, acc.autocast, preference=preference,
+                           budget=max_time)
         probe_size = max(sizes)
         eval_seconds = time_eval(model, val_for(probe_size), cfg.eval_batches, acc.device, preference)
         spent = time.perf_counter() - start

@@ -119,11 +119,18 @@ def _saved_bytes(run: Callable[[], torch.Tensor], params: set[int]) -> tuple[tor
     return loss, sum(seen.values())
 
 
+MEASURE_SHARE = 0.02  # of the time budget that timing one batch size may take before its figure is taken
+
+
 def measure(model: torch.nn.Module, make_optimizer: Callable, batches_for: Callable[[int], Callable],
-            sizes: list[int], device: torch.device, autocast, steps: int = 3, preference=None) -> list[Measurement]:
+            sizes: list[int], device: torch.device, autocast, steps: int = 3, preference=None,
+            budget: float | None = None) -> list[Measurement]:
     """Time `steps` optimizer steps (after one warm-up) for each batch size on a copy of the model.
 
     preference: the run's tailor.models.preference.Preference, whose loss (and reference pass) is timed instead.
+    budget: the run's time budget; a size whose steps have taken MEASURE_SHARE of it stops being timed at once
+    (a step that slow dwarfs the first step's allocation cost, which then counts as its figure), so that a
+    slow model does not spend its budget on steps that are thrown away.
     """
     from tailor.models import compute_loss
     from tailor.models.preference import preference_loss
@@ -140,7 +147,7 @@ def measure(model: torch.nn.Module, make_optimizer: Callable, batches_for: Calla
         params = {p.untyped_storage().data_ptr() for p in probe.parameters()}
         weights = sum(p.numel() for p in probe.parameters()) * state_per_param
         batches = batches_for(bs)
-        times, saved, tokens = [], 0, 0
+        times, saved, tokens, spent = [], 0, 0, 0.0
         for step in range(steps + 1):
             batch = to_device(batches(step), device)
             start = time.perf_counter()
@@ -151,9 +158,14 @@ def measure(model: torch.nn.Module, make_optimizer: Callable, batches_for: Calla
             opt.zero_grad(set_to_none=True)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            if step:  # the first step pays for allocation and kernel selection
-                times.append(time.perf_counter() - start)
+            took = time.perf_counter() - start
+            spent += took
             tokens = real_tokens(batch)  # padding is not throughput
+            if step:  # the first step pays for allocation and kernel selection
+                times.append(took)
+            if budget is not None and spent > MEASURE_SHARE * budget:
+                times = times or [took]
+                break
         out.append(Measurement(bs, sorted(times)[len(times) // 2], tokens, weights + saved))
     return out
 
