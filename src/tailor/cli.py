@@ -314,6 +314,68 @@ def ablate(spec: Path = typer.Argument(..., help="Spec file (YAML) with evaluate
     out.print(f"results: {path}\nreport: {run_dir / 'report.html'}")
 
 
+REFINE_HELP = (
+    'From unmet targets to a spec that meets them, with the evidence for each step.\n\n'
+    '1. Diagnose the run: its curves (under- or over-fitting, still improving, unstable, cut by the '
+    'budget), its error analysis (confused classes, weak slices) and its data report (imbalance, '
+    'near-duplicates across splits, drops).\n\n'
+    '2. Propose levers from the catalogue (tailor.refine.levers): learning rate, warmup, longer training,'
+    ' more time, unfreezing, LoRA rank, width, depth, a pretrained road, dropout, weight decay, label '
+    'smoothing, early stopping, class weights, a near-duplicate cleaning step, grouping near-duplicates.\n\n'
+    '3. Try them as ordinary cached runs judged on VALIDATION only: a change is kept when the paired '
+    "bootstrap interval of its difference on an unmet target's metric excludes zero in that metric's "
+    'better direction; the kept changes of a round are combined. Cheap levers go first.\n\n'
+    '4. Stop when every target is met on validation with its whole interval, when no lever is left, or '
+    'when the budget cannot pay for another trial.\n\n'
+    '5. Run the final spec once: the only evaluation of the TEST split; the verdict says plainly whether '
+    'the targets are met there.\n\n'
+    'Writes runs/NAME/refine/: report.html (every round: evidence, change, effect with interval, kept or '
+    "dropped and why), refined.yaml and refined.diff; the spec's own report gains the rounds.")
+
+
+@app.command(help=REFINE_HELP)
+def refine(
+    spec: Path = typer.Argument(..., help="Spec file (YAML) with problem.targets."),
+    budget: str = typer.Option("1h", "--budget", help="Wall time for the whole refinement, e.g. 30m or 2h: no trial "
+                                                      "starts that it cannot pay for, and the final run is reserved."),
+    from_run: Path = typer.Option(None, "--from", help="The run to start from (default: the latest finished run of "
+                                                       "the spec); its targets are the starting point of the report."),
+    per_round: int = typer.Option(3, "--per-round", min=1, help="Levers tried in each round."),
+    runs_dir: Path = RUNS_DIR,
+) -> None:
+    """From unmet targets to a spec that meets them, with the evidence for each step (see REFINE_HELP)."""
+    from tailor.console import progress_bar
+    from tailor.refine.loop import refine as run_refine
+    from tailor.spec import load_spec
+    from tailor.spec.base import parse_duration
+
+    try:
+        seconds = parse_duration(budget)
+    except ValueError as e:
+        raise TailorError(f"--budget: {e}") from None
+    s = load_spec(spec)
+    if not s.problem.targets:
+        raise TailorError(f"{spec}: problem.targets is empty; refine works towards targets, e.g. "
+                          "{metric: f1_macro, split: test, at_least: 0.8}")
+    with progress_bar() as progress:
+        result = run_refine(s, runs_dir, seconds, from_run, progress.console, per_round, progress)
+    for t in result["trials"]:
+        effect = "; ".join(f"{e['metric']} {e['delta']:+.4g} [{e['interval'][0]:+.4g}, {e['interval'][1]:+.4g}]"
+                           for e in t["effects"])
+        change = ", ".join(f"{k}={v}" for k, v in t["changes"].items())
+        out.print(f"{t['label']}: {change}" + (f"; {effect}" if effect else "") +
+                  f" -> {'kept' if t['kept'] else 'dropped'} ({t['why']})", markup=False, highlight=False)
+    for t in result["test"]:
+        interval = t["interval"]
+        shown = f" [{interval[0]:.4g}, {interval[1]:.4g}]" if interval else ""
+        value = "not measured" if t["value"] is None else f"{t['value']:.4g}{shown}"
+        out.print(f"{t['target']}: {value} -> {'met' if t['met'] else 'NOT met'}")
+    out.print(f"targets {'met' if result['met'] else 'NOT met'} on test after {len(result['trials'])} trial(s) in "
+              f"{result['seconds']:.0f}s (stopped: {result['stopped']})")
+    paths = result["paths"]
+    out.print(f"refined spec: {paths['refined.yaml']}\nreport: {paths['report.html']}\nfinal run: {result['final_run']}")
+
+
 @app.command()
 def compare(run_a: Path = typer.Argument(..., help="A finished run directory."),
             run_b: Path = typer.Argument(..., help="Another finished run directory."),

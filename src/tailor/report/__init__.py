@@ -120,6 +120,11 @@ def tuning_report(project: Path) -> Path:
     return project / "tune" / "report.html"
 
 
+def refine_section(project: Path) -> Path:
+    """The account of `tailor refine` on this spec's runs (its rounds, without the page around them)."""
+    return project / "refine" / "section.html"
+
+
 def ablation_part(spec: Spec, project: Path, out_dir: Path) -> str:
     """The ablation section when `tailor ablate` has results for exactly this spec."""
     path = results_path(project, spec)
@@ -152,6 +157,7 @@ def run_report(out: Path, *, spec: Spec, project: Path, data_dir: Path, tokenize
              training_section(train_dir, model_dir, project, out_dir), data_section(data_dir, tokenizer_dir, model_dir),
              answers_section(groups.get(sample_split, []), sample_split) if sample_split else "",
              errors_section(errors), ablation_part(spec, project, out_dir),
+             refine_section(project).read_text(encoding="utf-8") if refine_section(project).is_file() else "",
              f"<h2>Spec (resolved)</h2><pre>{esc(dump_spec(spec))}</pre>"]
     page = document(f"{spec.name} report", parts)
     atomic_write_text(out_dir / "report.html", page)
@@ -161,8 +167,9 @@ def run_report(out: Path, *, spec: Spec, project: Path, data_dir: Path, tokenize
 
 
 def report_files(project: Path, spec: Spec) -> dict[str, str | None]:
-    """What the report reads beside the runs: this spec's ablation results and the tuning report."""
-    return {str(p): sha256_file(p) if p.is_file() else None for p in (results_path(project, spec), tuning_report(project))}
+    """What the report reads beside the runs: this spec's ablation results, the tuning and refine reports."""
+    return {str(p): sha256_file(p) if p.is_file() else None
+            for p in (results_path(project, spec), tuning_report(project), refine_section(project))}
 
 
 STAGE = Stage("report", run=run_report, upstream=("data", "tokenizer", "model", "train", "evaluate"),
