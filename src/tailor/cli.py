@@ -324,7 +324,9 @@ REFINE_HELP = (
     'smoothing, early stopping, class weights, a near-duplicate cleaning step, grouping near-duplicates.\n\n'
     '3. Try them as ordinary cached runs judged on VALIDATION only: a change is kept when the paired '
     "bootstrap interval of its difference on an unmet target's metric excludes zero in that metric's "
-    'better direction; the kept changes of a round are combined. Cheap levers go first.\n\n'
+    'better direction; the kept changes of a round are combined. Cheap levers go first; with more '
+    'candidates than --per-round, each is first screened on a third of its training (successive halving) '
+    'and the best go on to full trials.\n\n'
     '4. Stop when every target is met on validation with its whole interval, when no lever is left, or '
     'when the budget cannot pay for another trial.\n\n'
     '5. Run the final spec once: the only evaluation of the TEST split; the verdict says plainly whether '

@@ -6,7 +6,10 @@ read on validation, the test split is not loaded). A change is kept when the pai
 interval of its difference from the current spec, on an unmet target's metric, excludes zero in
 that metric's better direction and no other judged metric gets significantly worse. Kept changes
 of one round are combined; the best of the combination and the single changes becomes the next
-round's spec. The loop stops when every target is met on validation with its whole interval, when
+round's spec. When a round has more candidate levers than it tries (`per_round`) and a run takes
+a minute or more, each is first screened with SCREEN_SHARE of its training (successive halving's
+first rung; a lever that changes the training's length is tried in full instead) and the best on
+validation go on to full trials. The loop stops when every target is met on validation with its whole interval, when
 no lever is left, or when the budget cannot pay for another trial. Then the final spec runs once
 as the user's spec would, and that run is the only one that evaluates the test split.
 """
@@ -34,6 +37,9 @@ from tailor.studies.ablation import set_key
 
 MAX_ROUNDS = 8
 EXPENSIVE = 5.0  # a lever whose trial costs this many runs of the current spec waits for the cheap ones
+SCREEN_SHARE = 1 / 3  # successive halving: with more candidates than a round tries, each first trains this share
+SCREEN_FROM_S = 60.0  # a run shorter than this is cheaper to try in full than to screen
+LENGTH_KEYS = {"train.max_steps", "train.max_time"}  # a lever that changes them cannot be judged on a shortened run
 
 
 def judging_spec(spec: Spec) -> Spec:
@@ -106,6 +112,16 @@ def judge(base: Path, other: Path, keys: list[str], boot) -> tuple[bool, list[di
     return False, effects, "no judged metric changed beyond its interval"
 
 
+def shortened(spec: Spec, changes: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """The changes with training cut to SCREEN_SHARE of what the changed spec would train (its steps, or its
+    time budget), for a screening trial; None when the spec sets neither."""
+    train = with_changes(spec, changes, where).train
+    if isinstance(train.max_steps, int):
+        return {**changes, "train.max_steps": max(1, round(train.max_steps * SCREEN_SHARE))}
+    seconds = train.max_time or spec.problem.constraints.time_budget
+    return {**changes, "train.max_time": max(1.0, seconds * SCREEN_SHARE)} if seconds else None
+
+
 def _gain(trial: Trial, key: str) -> float:
     """The trial's improvement on key, positive when better in the metric's direction."""
     row = next((e for e in trial.effects if e["metric"] == key), None)
@@ -118,8 +134,8 @@ class Refiner:
     """One `tailor refine`: its trials' homes, the budget clock and the record of every round."""
 
     def __init__(self, spec: Spec, runs_dir: Path, budget_s: float, console: Console | None = None,
-                 per_round: int = 3, progress=None):
-        self.spec, self.runs_dir, self.budget_s = spec, Path(runs_dir), budget_s
+                 per_round: int = 3, progress=None, screen_from: float = SCREEN_FROM_S):
+        self.spec, self.runs_dir, self.budget_s, self.screen_from = spec, Path(runs_dir), budget_s, screen_from
         self.console, self.per_round, self.progress = console or Console(stderr=True), per_round, progress
         self.project = self.runs_dir / spec.name
         self.homes: list[Path] = []
@@ -152,6 +168,49 @@ class Refiner:
         trial.run = str(run_dir)
         trial.kept, trial.effects, trial.why = judge(basis_run, run_dir, keys, self.spec.evaluate.bootstrap)
         return trial, spec
+
+    def screen(self, rnd: int, basis: Spec, todo: list[Proposal], key: str, per_run: float,
+               reserve: float) -> list[Proposal]:
+        """Successive halving's first rung: when a round has more candidates than it tries, each trains
+        SCREEN_SHARE of its run first; the candidates in order of that rung's validation `key` (best first),
+        the ones it could not screen after them in catalogue order. A lever that changes the training's
+        length is not screened (a shortened run cannot show what more training does): it goes first."""
+        scored: list[tuple[float, int, Proposal]] = []
+        length = [p for p in todo if LENGTH_KEYS & set(p.lever.keys)]  # tried in full, ahead of the screened
+        for i, proposal in enumerate(todo):
+            if proposal in length:
+                continue
+            label = f"r{rnd}-screen-{proposal.lever.name}"
+            where = f"lever {proposal.lever.name}"
+            trial = Trial(rnd, label, proposal.lever.name, [f.summary for f in proposal.findings],
+                          proposal.changes or {})
+            self.trials.append(trial)
+            cost = per_run * proposal.lever.cost * SCREEN_SHARE
+            if cost + reserve > self.left():
+                trial.why = f"screening skipped: about {cost:.0f}s, {max(0.0, self.left()):.0f}s of budget left"
+                continue
+            try:
+                short = shortened(basis, trial.changes, where)
+                if short is None:
+                    trial.why = "not screened: the spec sets neither max_steps nor a time budget to shorten"
+                    continue
+                run_dir = self.run_trial(with_changes(basis, short, where), label)
+            except TailorError as e:
+                trial.why = f"screening failed: {e}"
+                continue
+            trial.run, trial.changes = str(run_dir), short
+            value = load_run(run_dir).metrics.get(key)
+            if value is None:
+                trial.why = f"screening: {key} was not measured"
+                continue
+            scored.append((value if higher_is_better(key) else -value, -i, proposal))
+            trial.why = f"screening at {SCREEN_SHARE:.0%} of the training: {key} {value:.4g}"
+        ranked = length + [p for *_, p in sorted(scored, key=lambda t: t[:2], reverse=True)]
+        promoted = {p.lever.name for p in ranked[: self.per_round]}
+        for trial in self.trials:
+            if trial.round == rnd and trial.label.startswith(f"r{rnd}-screen-") and trial.run:
+                trial.why += "; promoted to a full trial" if trial.lever in promoted else "; not promoted"
+        return ranked + [p for p in todo if p not in ranked]
 
     def _combine(self, rnd: int, basis: Spec, basis_run: Path, kept: list[tuple[Trial, Spec]], keys: list[str],
                  primary: str) -> tuple[Trial, Spec]:
@@ -189,6 +248,9 @@ class Refiner:
         per_run = _stage_seconds(basis_run, "train", "evaluate") + 1.0
         reserve = 2 * _stage_seconds(basis_run, "evaluate") + 5.0  # the final run evaluates test as well
         kept: list[tuple[Trial, Spec]] = []
+        if len(todo) > self.per_round and per_run >= self.screen_from:
+            todo = self.screen(rnd, basis, todo, keys[0], per_run, reserve)
+            tried.update(p.lever.name for p in todo[self.per_round:])  # screened out: not again on this basis
         for proposal in todo[: self.per_round]:
             tried.add(proposal.lever.name)
             if per_run * proposal.lever.cost + reserve > self.left():
@@ -219,11 +281,14 @@ def latest_finished(project: Path) -> Path | None:
 
 
 def refine(spec: Spec, runs_dir: Path, budget_s: float, from_run: Path | None = None, console: Console | None = None,
-           per_round: int = 3, progress=None) -> dict:
-    """Diagnose, try, keep and combine within the budget, then run the final spec once (test included)."""
+           per_round: int = 3, progress=None, screen_from: float = SCREEN_FROM_S) -> dict:
+    """Diagnose, try, keep and combine within the budget, then run the final spec once (test included).
+
+    screen_from: the seconds a run of the current spec must take (train and evaluate) for a round with
+    more candidates than per_round to screen them on shortened runs first."""
     from tailor.run import Pipeline
 
-    r = Refiner(spec, runs_dir, budget_s, console, per_round, progress)
+    r = Refiner(spec, runs_dir, budget_s, console, per_round, progress, screen_from)
     source = Path(from_run) if from_run else latest_finished(r.project)
     start = load_run(source) if source else None
     basis, basis_run = spec, r.run_trial(spec, "r0-start")

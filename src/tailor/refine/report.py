@@ -31,13 +31,20 @@ def _targets_table(rows: list[dict], met_key: str = "met") -> str:
                   for t in rows])
 
 
+def _verdict(trial: dict) -> tuple[str, str]:
+    """(text, style) of a trial's verdict cell: kept, dropped, or a screening run (successive halving's first rung)."""
+    if "-screen-" in trial["label"]:
+        return ("promoted", "met") if trial["why"].endswith("promoted to a full trial") else ("screened", "")
+    return ("kept", "met") if trial["kept"] else ("dropped", "unmet")
+
+
 def _effects(trial: dict) -> str:
     return "; ".join(f"{e['metric']} {e['delta']:+.4g} {fmt_interval(e['interval'])}" for e in trial["effects"]) or "–"
 
 
 def suggestions(result: dict) -> list[str]:
     """What the last diagnosis suggests that was not tried or not affordable: levers and advice."""
-    tried = {t["lever"] for t in result["trials"] if not t["why"].startswith("skipped")}
+    tried = {t["lever"] for t in result["trials"] if not t["why"].startswith(("skipped", "screening skipped"))}
     last = result["rounds"][-1]["proposals"] if result["rounds"] else []
     out = []
     for p in last:
@@ -71,7 +78,7 @@ def section(result: dict, diff: str) -> str:
         if trials:
             out += table(["trial", "evidence", "change", "effect on validation (Δ, interval)", "verdict", "why"],
                          [[t["label"], "; ".join(t["evidence"]), ", ".join(f"{k}: {v}" for k, v in t["changes"].items()),
-                           _effects(t), ("kept", "met") if t["kept"] else ("dropped", "unmet"), t["why"]]
+                           _effects(t), _verdict(t), t["why"]]
                           for t in trials])
     out += "<h3>Final spec on validation</h3>" + _targets_table(result["validation"], "met_with_interval")
     if final is not None:
