@@ -17,7 +17,8 @@ def missing(message: str) -> None:
     """Skip (saying what to install) a test whose engine is not installed; in CI (.ci/run) fail instead."""
     if os.environ.get("TAILOR_REQUIRE_SYSTEM_DEPS") == "1":
         pytest.fail(message)
-    pytest.skip(message)
+    else:
+        pytest.skip(message)
 
 
 def need_system(found: bool, what: str, packages: str) -> None:
