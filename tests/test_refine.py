@@ -139,7 +139,7 @@ def test_more_candidates_than_a_round_tries_are_screened_short_and_the_best_prom
     spec = load_spec(spec_file(tmp_path))
     result = refine(spec, tmp_path / "runs", budget_s=600, per_round=2, screen_from=0.0)
     first = [t for t in result["trials"] if t["round"] == 1]
-    screened = [t for t in first if t["label"].startswith("r1-screen-") and t["run"]]
+    screened = [t for t in first if t["screening"] and t["run"]]
     assert len(screened) >= 2, [t["why"] for t in first]
     for t in screened:  # a third of the steps, judged on validation only
         assert t["changes"]["train.max_steps"] == 5 and "screening at 33%" in t["why"]
@@ -147,9 +147,9 @@ def test_more_candidates_than_a_round_tries_are_screened_short_and_the_best_prom
                     if k.startswith("test/")]
     assert "longer-training" not in {t["lever"] for t in screened}  # its effect is the length: tried in full
     value = {t["lever"]: float(t["why"].split("validation/accuracy ")[1].split(";")[0]) for t in screened}
-    promoted = [t["lever"] for t in screened if t["why"].endswith("promoted to a full trial")]
+    promoted = [t["lever"] for t in screened if t["promoted"]]
     assert promoted == [max(value, key=value.get)]
-    full = [t["lever"] for t in first if not t["label"].startswith("r1-screen-") and t["run"]]
+    full = [t["lever"] for t in first if not t["screening"] and t["run"]]
     assert full[:2] == ["longer-training", *promoted]  # only these ran in full
     assert evaluated["test"] == 1
     page = (tmp_path / "runs" / "intents" / "refine" / "report.html").read_text()
@@ -159,4 +159,4 @@ def test_more_candidates_than_a_round_tries_are_screened_short_and_the_best_prom
 def test_a_round_of_short_runs_tries_its_levers_in_full_without_screening(tmp_path):
     spec = load_spec(spec_file(tmp_path))
     result = refine(spec, tmp_path / "runs", budget_s=600, per_round=1)  # runs of a few seconds
-    assert not [t for t in result["trials"] if "-screen-" in t["label"]]
+    assert not [t for t in result["trials"] if t["screening"]]

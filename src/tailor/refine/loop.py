@@ -95,6 +95,8 @@ class Trial:
     effects: list[dict] = field(default_factory=list)
     kept: bool = False
     why: str = ""
+    screening: bool = False  # a shortened run of successive halving's first rung, not judged for keeping
+    promoted: bool = False   # a screening run whose lever went on to a full trial
 
 
 def judge(base: Path, other: Path, keys: list[str], boot) -> tuple[bool, list[dict], str]:
@@ -177,14 +179,16 @@ class Refiner:
         length is not screened (a shortened run cannot show what more training does): it goes first."""
         scored: list[tuple[float, int, Proposal]] = []
         length = [p for p in todo if LENGTH_KEYS & set(p.lever.keys)]  # tried in full, ahead of the screened
+        screens: list[Trial] = []
         for i, proposal in enumerate(todo):
             if proposal in length:
                 continue
             label = f"r{rnd}-screen-{proposal.lever.name}"
             where = f"lever {proposal.lever.name}"
             trial = Trial(rnd, label, proposal.lever.name, [f.summary for f in proposal.findings],
-                          proposal.changes or {})
+                          proposal.changes or {}, screening=True)
             self.trials.append(trial)
+            screens.append(trial)
             cost = per_run * proposal.lever.cost * SCREEN_SHARE
             if cost + reserve > self.left():
                 trial.why = f"screening skipped: about {cost:.0f}s, {max(0.0, self.left()):.0f}s of budget left"
@@ -207,9 +211,9 @@ class Refiner:
             trial.why = f"screening at {SCREEN_SHARE:.0%} of the training: {key} {value:.4g}"
         ranked = length + [p for *_, p in sorted(scored, key=lambda t: t[:2], reverse=True)]
         promoted = {p.lever.name for p in ranked[: self.per_round]}
-        for trial in self.trials:
-            if trial.round == rnd and trial.label.startswith(f"r{rnd}-screen-") and trial.run:
-                trial.why += "; promoted to a full trial" if trial.lever in promoted else "; not promoted"
+        for trial in (t for t in screens if t.run):
+            trial.promoted = trial.lever in promoted
+            trial.why += "; promoted to a full trial" if trial.promoted else "; not promoted"
         return ranked + [p for p in todo if p not in ranked]
 
     def _combine(self, rnd: int, basis: Spec, basis_run: Path, kept: list[tuple[Trial, Spec]], keys: list[str],

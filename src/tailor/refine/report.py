@@ -33,8 +33,8 @@ def _targets_table(rows: list[dict], met_key: str = "met") -> str:
 
 def _verdict(trial: dict) -> tuple[str, str]:
     """(text, style) of a trial's verdict cell: kept, dropped, or a screening run (successive halving's first rung)."""
-    if "-screen-" in trial["label"]:
-        return ("promoted", "met") if trial["why"].endswith("promoted to a full trial") else ("screened", "")
+    if trial.get("screening"):
+        return ("promoted", "met") if trial.get("promoted") else ("screened", "")
     return ("kept", "met") if trial["kept"] else ("dropped", "unmet")
 
 
